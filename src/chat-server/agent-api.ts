@@ -1,0 +1,121 @@
+/**
+ * The agent REST API (JSON) under `/agent/api`. Bearer tokens from `POST /agent/api/login`.
+ * Errors are `{ error: { code, message } }` with the status of the error code.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
+import { readBody } from '../http/body.ts';
+import { sendJson } from '../http/respond.ts';
+import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
+import { summarize, type AgentOps, type AgentView } from './agent-ops.ts';
+
+export const AGENT_API_PREFIX = '/agent/api/';
+const MAX_AGENT_BODY = 256 * 1024;
+
+export interface AgentApiOptions {
+  readonly directory: AgentDirectory;
+  readonly ops: AgentOps;
+}
+
+export function bearer(req: IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m?.[1];
+}
+
+async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const buf = await readBody(req, MAX_AGENT_BODY);
+  if (buf.length === 0) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(buf.toString('utf8'));
+  } catch {
+    throw new ParleyError('INVALID_PARAMETER', 'The body is not valid JSON.');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ParleyError('INVALID_PARAMETER', 'The body must be a JSON object.');
+  return v as Record<string, unknown>;
+}
+
+function str(body: Record<string, unknown>, key: string, required: boolean): string | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) {
+    if (required) throw new ParleyError('MISSING_PARAMETER', `${key} is required.`);
+    return undefined;
+  }
+  if (typeof v !== 'string') throw new ParleyError('INVALID_PARAMETER', `${key} must be a string.`);
+  if (v.length > 65536) throw new ParleyError('MESSAGE_TOO_LONG', `${key} is too long.`);
+  return v;
+}
+
+export function viewJson(v: AgentView, from = 1) {
+  return { chat: summarize(v.session), events: v.events.filter((e) => e.index >= from) };
+}
+
+export function createAgentApi(o: AgentApiOptions) {
+  return async function handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
+    try {
+      const parts = path.slice(AGENT_API_PREFIX.length).split('/');
+      const method = req.method ?? 'GET';
+      if (parts[0] === 'login' && parts.length === 1) {
+        if (method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');
+        const body = await jsonBody(req);
+        const t = o.directory.signIn(str(body, 'agentId', true) ?? '', str(body, 'password', true) ?? '');
+        const a = o.directory.account(t.agentId);
+        return sendJson(res, 200, { token: t.token, expiresAt: t.expiresAt, agent: publicAgent(a) });
+      }
+      const token = bearer(req);
+      const agent = o.directory.verify(token);
+      if (parts[0] === 'logout' && parts.length === 1 && method === 'POST') {
+        o.directory.signOut(token ?? '');
+        return sendJson(res, 200, { ok: true });
+      }
+      if (parts[0] === 'me' && parts.length === 1 && method === 'GET') {
+        return sendJson(res, 200, { agent: publicAgent(agent) });
+      }
+      if (parts[0] !== 'chats') throw new ParleyError('NOT_FOUND');
+      if (parts.length === 1) {
+        if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
+        return sendJson(res, 200, o.ops.overview(agent));
+      }
+      const chatId = decodeURIComponent(parts[1] ?? '');
+      if (parts.length === 2) {
+        if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
+        const from = Number(query.get('from') ?? '1');
+        if (!Number.isInteger(from) || from < 0) throw new ParleyError('INVALID_PARAMETER', 'from must be a non-negative integer.');
+        return sendJson(res, 200, viewJson(await o.ops.transcript(agent, chatId), from));
+      }
+      if (parts.length !== 3) throw new ParleyError('NOT_FOUND');
+      if (method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');
+      const body = await jsonBody(req);
+      return sendJson(res, 200, viewJson(await action(o.ops, agent, chatId, parts[2] ?? '', body)));
+    } catch (e) {
+      const err = toParleyError(e);
+      sendJson(res, err.spec.http, { error: { code: err.code, message: publicAdvice(err) } });
+    }
+  };
+}
+
+function action(ops: AgentOps, agent: AgentAccount, chatId: string, name: string, body: Record<string, unknown>): Promise<AgentView> {
+  switch (name) {
+    case 'accept':
+      return ops.accept(agent, chatId);
+    case 'send':
+      return ops.send(agent, chatId, str(body, 'text', true) ?? '', str(body, 'messageType', false));
+    case 'typing': {
+      const typing = body['typing'];
+      if (typeof typing !== 'boolean') throw new ParleyError('INVALID_PARAMETER', 'typing must be true or false.');
+      return ops.typing(agent, chatId, typing, str(body, 'text', false));
+    }
+    case 'leave':
+      return ops.leave(agent, chatId);
+    case 'close':
+      return ops.close(agent, chatId);
+    default:
+      throw new ParleyError('NOT_FOUND');
+  }
+}
+
+export function publicAgent(a: AgentAccount) {
+  return { agentId: a.agentId, name: a.name, maxChats: a.maxChats };
+}

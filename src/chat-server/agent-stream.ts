@@ -1,0 +1,131 @@
+/**
+ * The agent event stream: one WebSocket per desk at `/agent/api/ws`.
+ *
+ * Client frames: `{"type":"auth","token":"..."}` first (within 10 s), then `{"type":"sync","chatId":"...","from":n}`
+ * to catch up after a reconnect, or `{"type":"ping"}`. Server frames: `ready` (agent + overview), `events`
+ * (new transcript events of the agent's chats), `chat` (a waiting chat appeared or changed), `sync`,
+ * `pong`, `error`. A malformed frame gets an `error` frame; ten of them close the socket.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { activeAgents } from '../chat/session.ts';
+import type { ChatEvent, Session } from '../chat/types.ts';
+import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
+import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
+import { publicAgent, viewJson } from './agent-api.ts';
+import { summarize, type AgentOps } from './agent-ops.ts';
+import type { LiveSessions } from './live-sessions.ts';
+
+const AUTH_TIMEOUT_MS = 10_000;
+const MAX_BAD_FRAMES = 10;
+const MAX_FRAME = 64 * 1024;
+
+interface Desk {
+  readonly ws: WebSocket;
+  agent?: AgentAccount;
+  token?: string;
+  bad: number;
+}
+
+export interface AgentStreamOptions {
+  readonly directory: AgentDirectory;
+  readonly ops: AgentOps;
+  readonly sessions: LiveSessions;
+}
+
+export function createAgentStream(o: AgentStreamOptions) {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME });
+  const desks = new Set<Desk>();
+
+  const unsubscribe = o.sessions.subscribe((session, events) => {
+    for (const desk of desks) {
+      if (desk.agent !== undefined) deliver(desk, desk.agent, session, events);
+    }
+  });
+
+  wss.on('connection', (ws: WebSocket) => {
+    const desk: Desk = { ws, bad: 0 };
+    desks.add(desk);
+    const timer = setTimeout(() => {
+      if (desk.agent === undefined) ws.close(4401, 'auth required');
+    }, AUTH_TIMEOUT_MS);
+    ws.on('message', (data, isBinary) => {
+      void onFrame(desk, isBinary ? undefined : data.toString()).catch((e: unknown) => reject(desk, toParleyError(e)));
+    });
+    ws.on('close', () => {
+      clearTimeout(timer);
+      desks.delete(desk);
+    });
+    ws.on('error', () => ws.terminate());
+  });
+
+  async function onFrame(desk: Desk, text: string | undefined): Promise<void> {
+    const msg = parseFrame(text);
+    if (msg.type === 'auth') {
+      const token = typeof msg['token'] === 'string' ? msg['token'] : undefined;
+      const agent = o.directory.verify(token);
+      desk.agent = agent;
+      desk.token = token;
+      return send(desk, { type: 'ready', agent: publicAgent(agent), overview: o.ops.overview(agent) });
+    }
+    if (desk.agent === undefined) throw new ParleyError('AGENT_AUTH_FAILED', 'Send an auth frame first.');
+    // Re-checked on every frame, so an expired or signed-out token stops working on an open socket too.
+    const agent = o.directory.verify(desk.token);
+    if (msg.type === 'ping') return send(desk, { type: 'pong' });
+    if (msg.type === 'sync') {
+      const chatId = msg['chatId'];
+      const from = msg['from'];
+      if (typeof chatId !== 'string' || typeof from !== 'number' || !Number.isInteger(from) || from < 0) {
+        throw new ParleyError('INVALID_PARAMETER', 'sync needs chatId (string) and from (integer >= 0).');
+      }
+      return send(desk, { type: 'sync', ...viewJson(await o.ops.transcript(agent, chatId), from) });
+    }
+    throw new ParleyError('INVALID_PARAMETER', 'Unknown frame type.');
+  }
+
+  function reject(desk: Desk, err: ParleyError): void {
+    desk.bad += 1;
+    send(desk, { type: 'error', error: { code: err.code, message: publicAdvice(err) } });
+    if (err.code === 'AGENT_AUTH_FAILED') desk.ws.close(4401, 'auth failed');
+    else if (desk.bad >= MAX_BAD_FRAMES) desk.ws.close(4400, 'too many bad frames');
+  }
+
+  return {
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    },
+    close(): void {
+      unsubscribe();
+      for (const d of desks) d.ws.terminate();
+      wss.close();
+    },
+  };
+}
+
+function deliver(desk: Desk, agent: AgentAccount, session: Session, events: readonly ChatEvent[]): void {
+  const mine = session.participants.some((p) => p.type === 'Agent' && p.agentId === agent.agentId);
+  if (mine && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
+  const inChat = activeAgents(session).some((p) => p.agentId === agent.agentId);
+  if (session.state === 'waiting' || (!inChat && events.some((e) => e.type === 'ParticipantJoined' || e.type === 'ParticipantLeft'))) {
+    send(desk, { type: 'chat', chat: summarize(session) });
+  }
+}
+
+function send(desk: Desk, frame: unknown): void {
+  if (desk.ws.readyState === desk.ws.OPEN) desk.ws.send(JSON.stringify(frame));
+}
+
+function parseFrame(text: string | undefined): Record<string, unknown> & { type: string } {
+  if (text === undefined) throw new ParleyError('INVALID_PARAMETER', 'Frames are JSON text.');
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ParleyError('INVALID_PARAMETER', 'The frame is not valid JSON.');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') {
+    throw new ParleyError('INVALID_PARAMETER', 'A frame is a JSON object with a string "type".');
+  }
+  return v as Record<string, unknown> & { type: string };
+}

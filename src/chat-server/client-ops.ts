@@ -1,0 +1,222 @@
+/**
+ * What a Chat API v2 client can do on a chat server node. The gateway calls these through the node link;
+ * each returns the session and the part of the transcript the reply carries.
+ */
+import type { Clock } from '../clock.ts';
+import * as core from '../chat/session.ts';
+import {
+  checkDelete,
+  checkDownload,
+  checkUploadAllowed,
+  checkUploadSize,
+  limitsUserData,
+  type FileLimits,
+} from '../chat/file-limits.ts';
+import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { eventsFrom, type Position } from '../chat/transcript.ts';
+import { CLIENT_PARTICIPANT_ID, type Change, type ChatEvent, type FileMeta, type Session } from '../chat/types.ts';
+import { ParleyError } from '../errors.ts';
+import type { IdSource } from '../ids.ts';
+import type { LiveSession, LiveSessions } from './live-sessions.ts';
+
+export interface ClientIdentity {
+  readonly secureKey?: string | undefined;
+  readonly userId?: string | undefined;
+  /** Accepted and ignored: a stale alias is fine, the reply carries the current one. */
+  readonly alias?: string | undefined;
+}
+
+export type RequestChatInput = Omit<core.OpenSessionInput, 'chatId' | 'secureKey' | 'userId' | 'alias' | 'serviceName'>;
+
+export type ClientOperation =
+  | { readonly op: 'send'; readonly message: string; readonly messageType?: string | undefined }
+  | { readonly op: 'refresh' }
+  | { readonly op: 'startTyping' | 'stopTyping'; readonly message?: string | undefined }
+  | { readonly op: 'disconnect' }
+  | { readonly op: 'pushUrl'; readonly pushUrl: string }
+  | { readonly op: 'updateNickname'; readonly nickname: string }
+  | { readonly op: 'updateData'; readonly userData: Readonly<Record<string, string>> }
+  | { readonly op: 'customNotice'; readonly message: string; readonly messageType?: string | undefined }
+  | { readonly op: 'readReceipt'; readonly position: number }
+  | { readonly op: 'fileLimits' }
+  | { readonly op: 'fileDelete'; readonly fileId: string };
+
+export interface ClientReply {
+  readonly session: Session;
+  readonly messages: readonly ChatEvent[];
+  readonly nextPosition: number;
+  readonly userData?: Readonly<Record<string, string>>;
+}
+
+export interface UploadInput {
+  readonly fileName: string;
+  readonly contentType: string;
+  readonly bytes: Buffer;
+  readonly description?: string | undefined;
+}
+
+export interface ClientOpsDeps {
+  readonly sessions: LiveSessions;
+  readonly clock: Clock;
+  readonly ids: IdSource;
+  readonly alias: string;
+  readonly fileLimits: FileLimits;
+}
+
+export class ClientOps {
+  constructor(private readonly d: ClientOpsDeps) {}
+
+  async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
+    const change = core.openSession(
+      {
+        ...input,
+        serviceName,
+        chatId: this.d.ids.chatId(),
+        secureKey: this.d.ids.secureKey(),
+        userId: this.d.ids.userId(),
+        alias: this.d.alias,
+      },
+      this.d.clock.now(),
+    );
+    const entry = await this.d.sessions.create(change);
+    return reply(entry, 'all');
+  }
+
+  async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
+    return this.d.sessions.serial(chatId, async (entry) => {
+      authorize(entry.session, serviceName, id);
+      if (op.op === 'refresh') return reply(entry, position);
+      if (op.op === 'fileLimits') return this.limits(entry);
+      if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
+      await this.d.sessions.commit(entry, this.apply(entry.session, op));
+      return reply(entry, position);
+    });
+  }
+
+  private apply(s: Session, op: Exclude<ClientOperation, { op: 'refresh' | 'fileLimits' }>): Change {
+    const now = this.d.clock.now();
+    const me = CLIENT_PARTICIPANT_ID;
+    switch (op.op) {
+      case 'send':
+        if (op.message.trim() === '') throw new ParleyError('MISSING_PARAMETER', 'message is required.');
+        return core.say(s, me, 'Message', { text: op.message, messageType: op.messageType }, now);
+      case 'startTyping':
+        return core.say(s, me, 'TypingStarted', { text: op.message }, now);
+      case 'stopTyping':
+        return core.say(s, me, 'TypingStopped', { text: op.message }, now);
+      case 'disconnect':
+        return core.clientDisconnect(s, now);
+      case 'pushUrl':
+        return core.say(s, me, 'PushUrl', { text: checkPushUrl(op.pushUrl) }, now);
+      case 'updateNickname':
+        return core.updateNickname(s, me, op.nickname, now);
+      case 'updateData':
+        return core.updateData(s, op.userData, now);
+      case 'customNotice':
+        return core.say(s, me, 'CustomNotice', { text: op.message, messageType: op.messageType }, now);
+      case 'readReceipt':
+        return core.readReceipt(s, op.position, now);
+      case 'fileDelete': {
+        const f = core.findFile(s, op.fileId);
+        checkDelete(this.d.fileLimits, f, me);
+        return core.deleteFile(s, me, op.fileId, now);
+      }
+    }
+  }
+
+  /** The limits arrive as a Notice `file-client-cfg-get` that is not part of the transcript (wire facts §7). */
+  private limits(entry: LiveSession): ClientReply {
+    const s = entry.session;
+    core.assertOpen(s);
+    const client = core.clientOf(s);
+    const userData = limitsUserData(this.d.fileLimits, s);
+    const notice: ChatEvent = {
+      from: { nickname: client.nickname, participantId: client.participantId, type: client.type },
+      index: s.lastIndex,
+      type: 'Notice',
+      text: 'file-client-cfg-get',
+      utcTime: this.d.clock.now(),
+      userData,
+    };
+    return { session: s, messages: [notice], nextPosition: s.lastIndex + 1, userData };
+  }
+
+  /** Checks the upload before any bytes are read: lets the gateway refuse early. */
+  async precheckUpload(chatId: string, serviceName: string, id: ClientIdentity, fileName: string): Promise<void> {
+    const entry = await this.d.sessions.get(chatId);
+    authorize(entry.session, serviceName, id);
+    core.assertOpen(entry.session);
+    checkUploadAllowed(this.d.fileLimits, entry.session, fileName);
+  }
+
+  async upload(chatId: string, serviceName: string, id: ClientIdentity, file: UploadInput, position: Position): Promise<ClientReply> {
+    return this.d.sessions.serial(chatId, async (entry) => {
+      const s = entry.session;
+      authorize(s, serviceName, id);
+      core.assertOpen(s);
+      checkUploadAllowed(this.d.fileLimits, s, file.fileName);
+      checkUploadSize(this.d.fileLimits, s, file.bytes.length);
+      const now = this.d.clock.now();
+      const meta: FileMeta = {
+        fileId: this.d.ids.fileId(),
+        name: file.fileName,
+        contentType: file.contentType,
+        size: file.bytes.length,
+        uploadedBy: CLIENT_PARTICIPANT_ID,
+        uploadedAt: now,
+        downloads: 0,
+        deleted: false,
+        ...(file.description === undefined || file.description === '' ? {} : { description: file.description }),
+      };
+      await this.d.sessions.commit(entry, core.addFile(s, meta, now), { fileId: meta.fileId, bytes: file.bytes });
+      return { ...reply(entry, position), userData: { 'file-id': meta.fileId } };
+    });
+  }
+
+  async download(chatId: string, serviceName: string, id: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
+    return this.d.sessions.serial(chatId, async (entry) => {
+      authorize(entry.session, serviceName, id);
+      const meta = core.findFile(entry.session, fileId);
+      checkDownload(this.d.fileLimits, meta);
+      const bytes = await this.d.sessions.readFile(chatId, fileId);
+      if (bytes === undefined) throw new ParleyError('UNKNOWN_FILE');
+      await this.d.sessions.commit(entry, core.countDownload(entry.session, fileId, this.d.clock.now()));
+      return { meta, bytes };
+    });
+  }
+}
+
+function reply(entry: LiveSession, position: Position): ClientReply {
+  return {
+    session: entry.session,
+    messages: eventsFrom(entry.events, position),
+    nextPosition: entry.session.lastIndex + 1,
+  };
+}
+
+/**
+ * secureKey is the only required identity (wire facts §7); userId is checked when present; alias is not.
+ * A session of another service is reported as unknown, so chat ids do not leak across services.
+ */
+export function authorize(s: Session, serviceName: string, id: ClientIdentity): void {
+  if (s.serviceName !== serviceName) throw new ParleyError('UNKNOWN_CHAT');
+  if (id.secureKey === undefined || id.secureKey === '') throw new ParleyError('MISSING_PARAMETER', 'secureKey is required.');
+  const keyOk = constantTimeEqual(id.secureKey, s.secureKey);
+  const userOk = id.userId === undefined || id.userId === '' || constantTimeEqual(id.userId, s.userId);
+  if (!keyOk || !userOk) throw new ParleyError('ACCESS_DENIED');
+}
+
+function checkPushUrl(raw: string): string {
+  const t = raw.trim();
+  if (t === '') throw new ParleyError('MISSING_PARAMETER', 'pushUrl is required.');
+  let u: URL;
+  try {
+    u = new URL(t);
+  } catch {
+    throw new ParleyError('INVALID_PARAMETER', 'pushUrl must be an absolute http(s) URL.');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ParleyError('INVALID_PARAMETER', 'pushUrl must be an absolute http(s) URL.');
+  }
+  return t;
+}

@@ -1,0 +1,124 @@
+/**
+ * The sessions a chat server node holds in memory. Operations on one session run one at a time; a change
+ * is applied in memory only after the store committed it, so a failed write changes nothing.
+ */
+import type { Change, ChatEvent, Session } from '../chat/types.ts';
+import { ParleyError } from '../errors.ts';
+import type { Store } from '../store/port.ts';
+
+export interface LiveSession {
+  session: Session;
+  events: ChatEvent[];
+  tail: Promise<unknown>;
+}
+
+export type SessionListener = (session: Session, events: readonly ChatEvent[]) => void;
+
+export class LiveSessions {
+  private readonly live = new Map<string, LiveSession>();
+  private readonly loading = new Map<string, Promise<LiveSession>>();
+  private readonly listeners = new Set<SessionListener>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly alias: string,
+  ) {}
+
+  /** Subscribes to every committed change; returns the unsubscribe function. */
+  subscribe(fn: SessionListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  all(): IterableIterator<LiveSession> {
+    return this.live.values();
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Loads every open session of the store (start-up after a restart). */
+  async loadOpen(): Promise<void> {
+    for (const s of await this.store.listOpenSessions()) await this.get(s.chatId);
+  }
+
+  async create(change: Change): Promise<LiveSession> {
+    await guard(() => this.store.createSession(change.session, change.events));
+    const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve() };
+    this.live.set(change.session.chatId, entry);
+    this.emit(change.session, change.events);
+    return entry;
+  }
+
+  /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
+  async get(chatId: string): Promise<LiveSession> {
+    const hit = this.live.get(chatId);
+    if (hit !== undefined) return hit;
+    let pending = this.loading.get(chatId);
+    if (pending === undefined) {
+      pending = this.load(chatId).finally(() => this.loading.delete(chatId));
+      this.loading.set(chatId, pending);
+    }
+    return pending;
+  }
+
+  private async load(chatId: string): Promise<LiveSession> {
+    const stored = await guard(() => this.store.loadSession(chatId));
+    if (stored === undefined) throw new ParleyError('UNKNOWN_CHAT');
+    const events = await guard(() => this.store.loadEvents(chatId, 1));
+    // Whoever owned it before, this node serves it now: its alias goes back to the client.
+    const entry: LiveSession = { session: { ...stored, alias: this.alias }, events, tail: Promise.resolve() };
+    this.live.set(chatId, entry);
+    return entry;
+  }
+
+  /** Runs fn after every earlier operation on the same session has finished. */
+  async serial<T>(chatId: string, fn: (entry: LiveSession) => Promise<T>): Promise<T> {
+    const entry = await this.get(chatId);
+    const run = entry.tail.then(
+      () => fn(entry),
+      () => fn(entry),
+    );
+    entry.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Commits a change to the store, then to memory, then tells the listeners. Call inside `serial`. */
+  async commit(entry: LiveSession, change: Change, file?: { fileId: string; bytes: Buffer }): Promise<void> {
+    if (change.events.length === 0 && change.session === entry.session) return;
+    await guard(() =>
+      file === undefined
+        ? this.store.recordChange(change.session, change.events)
+        : this.store.saveFile({ chatId: change.session.chatId, ...file }, change.session, change.events),
+    );
+    entry.session = change.session;
+    for (const ev of change.events) entry.events.push(ev);
+    this.emit(change.session, change.events);
+  }
+
+  /** File bytes straight from the store (files are not kept in memory). */
+  readFile(chatId: string, fileId: string): Promise<Buffer | undefined> {
+    return guard(() => this.store.loadFile(chatId, fileId));
+  }
+
+  private emit(session: Session, events: readonly ChatEvent[]): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(session, events);
+      } catch {
+        // A listener's failure is its own; the change is committed.
+      }
+    }
+  }
+}
+
+/** Store failures become a retryable UNAVAILABLE; domain errors pass through. */
+async function guard<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ParleyError && err.code !== 'INTERNAL') throw err;
+    throw new ParleyError('UNAVAILABLE', 'The chat store is not available; retry.', { cause: err });
+  }
+}

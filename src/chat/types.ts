@@ -1,0 +1,96 @@
+/** Chat domain types: the shapes that the Chat API v2 transcript carries, and the session they belong to. */
+
+export type ParticipantType = 'Client' | 'Agent' | 'Supervisor' | 'External';
+
+export const EVENT_TYPES = [
+  'ParticipantJoined',
+  'ParticipantLeft',
+  'Message',
+  'Notice',
+  'CustomNotice',
+  'PushUrl',
+  'TypingStarted',
+  'TypingStopped',
+  'NicknameUpdated',
+  'FileUploaded',
+  'FileDeleted',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface Party {
+  readonly nickname: string;
+  readonly participantId: number;
+  readonly type: ParticipantType;
+}
+
+/** One transcript event, exactly as it goes on the wire in `messages[]`. */
+export interface ChatEvent {
+  readonly from: Party;
+  readonly index: number;
+  readonly type: EventType;
+  readonly utcTime: number;
+  readonly text?: string;
+  readonly messageType?: string;
+  readonly userData?: Readonly<Record<string, string>>;
+}
+
+export interface Participant {
+  readonly participantId: number;
+  readonly type: ParticipantType;
+  readonly nickname: string;
+  /** Set for agents. */
+  readonly agentId?: string;
+  readonly joinedAt: number;
+  readonly leftAt?: number;
+}
+
+export interface FileMeta {
+  readonly fileId: string;
+  readonly name: string;
+  readonly contentType: string;
+  readonly size: number;
+  readonly uploadedBy: number;
+  readonly uploadedAt: number;
+  readonly description?: string;
+  readonly downloads: number;
+  readonly deleted: boolean;
+}
+
+/**
+ * waiting: no agent in the chat (new, or every agent left) · active: at least one agent · ended: closed.
+ */
+export type SessionState = 'waiting' | 'active' | 'ended';
+
+export interface Session {
+  readonly chatId: string;
+  readonly serviceName: string;
+  readonly secureKey: string;
+  /** The client's userId. */
+  readonly userId: string;
+  /** The app dbid of the chat server node that owns the session now. */
+  readonly alias: string;
+  readonly state: SessionState;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly endedAt?: number;
+  readonly subject: string;
+  readonly emailAddress: string;
+  readonly firstName: string;
+  readonly lastName: string;
+  readonly userData: Readonly<Record<string, string>>;
+  readonly participants: readonly Participant[];
+  readonly nextParticipantId: number;
+  /** Index of the last transcript event (0 when none). */
+  readonly lastIndex: number;
+  readonly files: readonly FileMeta[];
+  /** Last transcriptPosition the client reported as read (readReceipt). */
+  readonly clientReadPosition: number;
+}
+
+/** The result of every domain operation: the new session and the events it appended, in order. */
+export interface Change {
+  readonly session: Session;
+  readonly events: readonly ChatEvent[];
+}
+
+export const CLIENT_PARTICIPANT_ID = 1;

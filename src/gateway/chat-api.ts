@@ -1,0 +1,219 @@
+/**
+ * Chat API v2 routes: `POST /genesys/2/chat/{serviceName}[/{chatId}/{operation}]`.
+ * Handlers only translate: read the form, call the node link, write the envelope.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientIdentity, ClientOperation } from '../chat-server/client-ops.ts';
+import { parsePosition, type Position } from '../chat/transcript.ts';
+import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { ParleyError, toParleyError } from '../errors.ts';
+import type { Form } from '../http/form.ts';
+import { sendJson } from '../http/respond.ts';
+import { errorEnvelope, okEnvelope } from './envelope.ts';
+import type { NodeLink } from './node-link.ts';
+import { readForm, type FormLimits } from './read-form.ts';
+
+export const CHAT_API_PREFIX = '/genesys/2/chat/';
+
+export interface ChatApiOptions {
+  readonly node: NodeLink;
+  readonly services: ReadonlySet<string>;
+  readonly apiKey: string;
+  readonly limits: FormLimits;
+  readonly onError?: (err: ParleyError) => void;
+}
+
+/** Operations whose path is `{chatId}/{name}` and whose fields map to a ClientOperation. */
+const SIMPLE_OPS = new Set([
+  'send',
+  'refresh',
+  'startTyping',
+  'stopTyping',
+  'disconnect',
+  'pushUrl',
+  'updateNickname',
+  'updateData',
+  'customNotice',
+  'readReceipt',
+]);
+
+type Route =
+  | { kind: 'request'; service: string }
+  | { kind: 'op'; service: string; chatId: string; name: string }
+  | { kind: 'upload'; service: string; chatId: string }
+  | { kind: 'limits'; service: string; chatId: string }
+  | { kind: 'download' | 'delete'; service: string; chatId: string; fileId: string };
+
+export function parseRoute(path: string): Route | undefined {
+  const parts = path.slice(CHAT_API_PREFIX.length).split('/').map(safeDecode);
+  if (parts.some((p) => p === undefined || p === '')) return undefined;
+  const [service, chatId, a, b, c] = parts as string[];
+  if (service === undefined) return undefined;
+  if (parts.length === 1) return { kind: 'request', service };
+  if (chatId === undefined || a === undefined) return undefined;
+  if (parts.length === 3 && a === 'file') return { kind: 'upload', service, chatId };
+  if (parts.length === 3 && SIMPLE_OPS.has(a)) return { kind: 'op', service, chatId, name: a };
+  if (parts.length === 4 && a === 'file' && b === 'limits') return { kind: 'limits', service, chatId };
+  if (parts.length === 5 && a === 'file' && b !== undefined && (c === 'download' || c === 'delete')) {
+    return { kind: c, service, chatId, fileId: b };
+  }
+  return undefined;
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+export function createChatApi(o: ChatApiOptions) {
+  return async function handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
+    let chatId: string | undefined;
+    let alias: string | undefined;
+    try {
+      const route = parseRoute(path);
+      if (route === undefined) throw new ParleyError('NOT_FOUND', 'No Chat API v2 operation at this path.');
+      if (route.kind !== 'request') chatId = route.chatId;
+      const isDownload = route.kind === 'download';
+      if (req.method !== 'POST' && !(isDownload && req.method === 'GET')) throw new ParleyError('METHOD_NOT_ALLOWED');
+      checkApiKey(req, o.apiKey);
+      if (!o.services.has(route.service)) throw new ParleyError('UNKNOWN_SERVICE', `No chat service "${route.service.slice(0, 100)}" is configured.`);
+
+      const { form, file } = req.method === 'GET' ? { form: formFromQuery(query), file: undefined } : await readForm(req, o.limits);
+      alias = form.fields.get('alias');
+      const id = identity(form);
+
+      switch (route.kind) {
+        case 'request': {
+          const r = await o.node.requestChat(route.service, {
+            nickname: form.fields.get('nickname'),
+            firstName: form.fields.get('firstName'),
+            lastName: form.fields.get('lastName'),
+            subject: form.fields.get('subject'),
+            emailAddress: form.fields.get('emailAddress'),
+            text: form.fields.get('text'),
+            userData: form.userData,
+          });
+          return sendJson(res, 200, okEnvelope(r));
+        }
+        case 'op': {
+          const fallback = route.name === 'refresh' ? 'all' : 'none';
+          const op = toOperation(route.name, form);
+          const r = await o.node.perform(route.chatId, route.service, id, op, position(form, fallback));
+          return sendJson(res, 200, okEnvelope(r));
+        }
+        case 'limits': {
+          const r = await o.node.perform(route.chatId, route.service, id, { op: 'fileLimits' }, 'none');
+          return sendJson(res, 200, okEnvelope(r));
+        }
+        case 'delete': {
+          const r = await o.node.perform(route.chatId, route.service, id, { op: 'fileDelete', fileId: route.fileId }, position(form, 'none'));
+          return sendJson(res, 200, okEnvelope(r));
+        }
+        case 'upload': {
+          if (file === undefined) throw new ParleyError('MISSING_PARAMETER', 'The multipart part "file" is required.');
+          const r = await o.node.upload(
+            route.chatId,
+            route.service,
+            id,
+            { ...file, description: form.userData['file-description'] },
+            position(form, 'none'),
+          );
+          return sendJson(res, 200, okEnvelope(r));
+        }
+        case 'download': {
+          const { meta, bytes } = await o.node.download(route.chatId, route.service, id, route.fileId);
+          res.writeHead(200, {
+            'content-type': meta.contentType,
+            'content-length': bytes.length,
+            'content-disposition': contentDisposition(meta.name),
+            'cache-control': 'no-store',
+            'x-content-type-options': 'nosniff',
+          });
+          res.end(bytes);
+          return;
+        }
+      }
+    } catch (e) {
+      const err = toParleyError(e);
+      o.onError?.(err);
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const headers: Record<string, string> = err.code === 'BODY_TOO_LARGE' || err.code === 'FILE_TOO_LARGE' ? { connection: 'close' } : {};
+      sendJson(res, err.spec.http, errorEnvelope(err, { chatId, alias }), headers);
+    }
+  };
+}
+
+function checkApiKey(req: IncomingMessage, apiKey: string): void {
+  if (apiKey === '') return;
+  const given = header(req, 'apikey') ?? header(req, 'x-api-key') ?? '';
+  if (!constantTimeEqual(given, apiKey)) throw new ParleyError('API_KEY_REQUIRED');
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function identity(form: Form): ClientIdentity {
+  return { secureKey: form.fields.get('secureKey'), userId: form.fields.get('userId'), alias: form.fields.get('alias') };
+}
+
+function position(form: Form, fallback: 'all' | 'none'): Position {
+  const p = parsePosition(form.fields.get('transcriptPosition'), fallback);
+  if (p === 'invalid') throw new ParleyError('INVALID_PARAMETER', 'transcriptPosition must be a non-negative integer.');
+  return p;
+}
+
+function required(form: Form, name: string): string {
+  const v = form.fields.get(name);
+  if (v === undefined || v.trim() === '') throw new ParleyError('MISSING_PARAMETER', `${name} is required.`);
+  return v;
+}
+
+function toOperation(name: string, form: Form): ClientOperation {
+  const f = form.fields;
+  switch (name) {
+    case 'send':
+      return { op: 'send', message: required(form, 'message'), messageType: f.get('messageType') };
+    case 'refresh':
+      return { op: 'refresh' };
+    case 'startTyping':
+    case 'stopTyping':
+      return { op: name, message: f.get('message') };
+    case 'disconnect':
+      return { op: 'disconnect' };
+    case 'pushUrl':
+      return { op: 'pushUrl', pushUrl: required(form, 'pushUrl') };
+    case 'updateNickname':
+      return { op: 'updateNickname', nickname: required(form, 'nickname') };
+    case 'updateData':
+      return { op: 'updateData', userData: form.userData };
+    case 'customNotice':
+      return { op: 'customNotice', message: f.get('message') ?? '', messageType: f.get('messageType') };
+    case 'readReceipt': {
+      const p = parsePosition(required(form, 'transcriptPosition'), 'none');
+      if (typeof p !== 'number') throw new ParleyError('INVALID_PARAMETER', 'transcriptPosition must be a non-negative integer.');
+      return { op: 'readReceipt', position: p };
+    }
+    default:
+      throw new ParleyError('NOT_FOUND');
+  }
+}
+
+function formFromQuery(q: URLSearchParams): Form {
+  const fields = new Map<string, string>();
+  for (const [k, v] of q) if (!fields.has(k)) fields.set(k, v);
+  return { fields, userData: {} };
+}
+
+/** RFC 6266 with an ASCII fallback and the UTF-8 name. */
+export function contentDisposition(name: string): string {
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}

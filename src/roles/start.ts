@@ -1,0 +1,47 @@
+/** `parley start`: every role in one process on the embedded store. */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { buildApp, type App } from '../app.ts';
+import { systemClock, type Clock } from '../clock.ts';
+import type { Config } from '../config/catalogue.ts';
+import { createRandomIds, type IdSource } from '../ids.ts';
+import type { Logger } from '../log.ts';
+import { openSqliteStore } from '../store/sqlite.ts';
+
+export interface Running {
+  readonly app: App;
+  readonly server: Server;
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function startAll(config: Config, opts: { log: Logger; clock?: Clock; ids?: IdSource }): Promise<Running> {
+  const store = openSqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
+  const app = await buildApp(config, { store, clock: opts.clock ?? systemClock, ids: opts.ids ?? createRandomIds(), log: opts.log });
+  const server = createServer({ keepAliveTimeout: 65_000 }, app.handle);
+  server.on('upgrade', app.upgrade);
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+  return {
+    app,
+    server,
+    url,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await app.close();
+    },
+  };
+}

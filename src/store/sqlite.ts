@@ -1,0 +1,189 @@
+/**
+ * SQLite adapter of the Store port (better-sqlite3, WAL).
+ *
+ * Writes are group-committed: every write issued during one event-loop turn goes into one transaction
+ * at the next `setImmediate`, and each promise resolves only after that transaction committed. If a batch
+ * fails, its writes are retried one by one so that one bad write cannot fail its neighbours.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { ChatEvent, Session } from '../chat/types.ts';
+import { ParleyError } from '../errors.ts';
+import type { SessionSummary, Store, StoredFile } from './port.ts';
+
+export interface SqliteStoreOptions {
+  readonly path: string;
+  readonly synchronous: 'normal' | 'full';
+}
+
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE sessions (
+     chat_id TEXT PRIMARY KEY,
+     service TEXT NOT NULL,
+     state TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     doc TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX sessions_open ON sessions (state, updated_at) WHERE state <> 'ended';
+   CREATE TABLE events (
+     chat_id TEXT NOT NULL,
+     idx INTEGER NOT NULL,
+     doc TEXT NOT NULL,
+     PRIMARY KEY (chat_id, idx)
+   ) WITHOUT ROWID;
+   CREATE TABLE files (
+     chat_id TEXT NOT NULL,
+     file_id TEXT NOT NULL,
+     bytes BLOB NOT NULL,
+     PRIMARY KEY (chat_id, file_id)
+   ) WITHOUT ROWID;`,
+];
+
+interface PendingWrite {
+  run(): void;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export function openSqliteStore(opts: SqliteStoreOptions): Store {
+  if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+  const db = new Database(opts.path);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return new SqliteStore(db);
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+class SqliteStore implements Store {
+  private pending: PendingWrite[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly stmt;
+
+  constructor(private readonly db: Database.Database) {
+    this.stmt = {
+      insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc) VALUES (?, ?, ?, ?, ?)'),
+      updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ? WHERE chat_id = ?'),
+      insertEvent: db.prepare('INSERT INTO events (chat_id, idx, doc) VALUES (?, ?, ?)'),
+      lastIndex: db.prepare('SELECT max(idx) AS m FROM events WHERE chat_id = ?').pluck(),
+      loadSession: db.prepare('SELECT doc FROM sessions WHERE chat_id = ?').pluck(),
+      loadEvents: db.prepare('SELECT doc FROM events WHERE chat_id = ? AND idx >= ? ORDER BY idx').pluck(),
+      listOpen: db.prepare(
+        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE state <> 'ended' ORDER BY updated_at",
+      ),
+      insertFile: db.prepare('INSERT INTO files (chat_id, file_id, bytes) VALUES (?, ?, ?)'),
+      loadFile: db.prepare('SELECT bytes FROM files WHERE chat_id = ? AND file_id = ?').pluck(),
+    };
+  }
+
+  createSession(session: Session, events: readonly ChatEvent[]): Promise<void> {
+    return this.write(() => {
+      this.stmt.insertSession.run(session.chatId, session.serviceName, session.state, session.updatedAt, JSON.stringify(session));
+      this.insertEvents(session.chatId, events);
+    });
+  }
+
+  recordChange(session: Session, events: readonly ChatEvent[]): Promise<void> {
+    return this.write(() => this.applyChange(session, events));
+  }
+
+  saveFile(file: StoredFile, session: Session, events: readonly ChatEvent[]): Promise<void> {
+    return this.write(() => {
+      this.stmt.insertFile.run(file.chatId, file.fileId, file.bytes);
+      this.applyChange(session, events);
+    });
+  }
+
+  private applyChange(session: Session, events: readonly ChatEvent[]): void {
+    const r = this.stmt.updateSession.run(session.state, session.updatedAt, JSON.stringify(session), session.chatId);
+    if (r.changes !== 1) throw new ParleyError('UNKNOWN_CHAT', `no stored session ${session.chatId}`);
+    this.insertEvents(session.chatId, events);
+  }
+
+  private insertEvents(chatId: string, events: readonly ChatEvent[]): void {
+    const first = events[0];
+    if (first === undefined) return;
+    const last = (this.stmt.lastIndex.get(chatId) as number | null) ?? 0;
+    if (first.index !== last + 1) {
+      throw new ParleyError('INTERNAL', `event index ${first.index} does not follow ${last} in ${chatId}`);
+    }
+    for (const ev of events) this.stmt.insertEvent.run(chatId, ev.index, JSON.stringify(ev));
+  }
+
+  async loadSession(chatId: string): Promise<Session | undefined> {
+    this.assertOpen();
+    const doc = this.stmt.loadSession.get(chatId) as string | undefined;
+    return doc === undefined ? undefined : (JSON.parse(doc) as Session);
+  }
+
+  async loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]> {
+    this.assertOpen();
+    return (this.stmt.loadEvents.all(chatId, fromIndex) as string[]).map((d) => JSON.parse(d) as ChatEvent);
+  }
+
+  async listOpenSessions(): Promise<SessionSummary[]> {
+    this.assertOpen();
+    return this.stmt.listOpen.all() as SessionSummary[];
+  }
+
+  async loadFile(chatId: string, fileId: string): Promise<Buffer | undefined> {
+    this.assertOpen();
+    return this.stmt.loadFile.get(chatId, fileId) as Buffer | undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ParleyError('UNAVAILABLE', 'The store is closed.');
+  }
+
+  private write(run: () => void): Promise<void> {
+    if (this.closed) return Promise.reject(new ParleyError('UNAVAILABLE', 'The store is closed.'));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ run, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) w.run();
+      })();
+      for (const w of batch) w.resolve();
+    } catch {
+      for (const w of batch) {
+        try {
+          this.db.transaction(() => w.run())();
+          w.resolve();
+        } catch (err) {
+          w.reject(err);
+        }
+      }
+    }
+  }
+}
