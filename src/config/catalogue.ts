@@ -1,0 +1,190 @@
+/**
+ * The option catalogue: every section and option of the one INI file, with Genesys names.
+ * Adding an option is one declaration here (plus its row in docs/configuration.md, which
+ * `docs.test.ts` enforces); `Config` is derived from these declarations.
+ */
+import type {
+  FieldName,
+  FixedSection,
+  GroupValues,
+  Option,
+  Simplify,
+  TemplateSection,
+} from './types.ts';
+
+const NAME = /^[A-Za-z0-9_-]+$/;
+const NAME_DOC = "letters, digits, '-' and '_'";
+
+export const FIXED_SECTIONS = {
+  node: {
+    group: 'node',
+    doc: 'This Parley node.',
+    options: {
+      'app-dbid': {
+        type: 'string', default: '117', required: true, pattern: /^[0-9]+$/, patternDoc: 'digits only',
+        doc: "The chat server's application DBID; it is also the chat server alias in the wire protocol.",
+      },
+    },
+  },
+  http: {
+    group: 'http',
+    doc: 'The HTTP listener of the GMS gateway (Chat API v2) and the agent API.',
+    options: {
+      host: { type: 'string', default: '127.0.0.1', required: true, doc: 'Address to listen on.' },
+      port: { type: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port to listen on; 0 picks any free port.' },
+      'api-key': {
+        type: 'string', default: '', secret: true,
+        doc: 'API key clients must send (apikey parameter or x-api-key header); empty = no key required.',
+      },
+      'cors-allowed-origins': {
+        type: 'list', default: [], itemPattern: /^(\*|[a-z][a-z0-9+.-]*:\/\/[^\s/]+)$/,
+        itemDoc: 'an origin such as http://host:port, or *',
+        doc: 'Origins allowed to call the API from a browser; * allows any; empty = no CORS headers.',
+      },
+      'max-body-size': {
+        type: 'int', default: 10485760, min: 1024, max: 1073741824,
+        doc: 'Largest request body in bytes; must be at least upload-max-file-size + 65536.',
+      },
+      'max-field-length': {
+        type: 'int', default: 65536, min: 1, max: 10485760,
+        doc: 'Longest text field (message, nickname, ...) in characters.',
+      },
+    },
+  },
+  store: {
+    group: 'store',
+    doc: 'Where chat sessions, transcripts and files are kept.',
+    options: {
+      type: { type: 'enum', values: ['sqlite'], default: 'sqlite', doc: 'Storage engine.' },
+      path: { type: 'string', default: './data/parley.db', required: true, doc: 'SQLite database file.' },
+      synchronous: {
+        type: 'enum', values: ['normal', 'full'], default: 'normal',
+        doc: 'SQLite synchronous mode: full also survives power loss, normal only process crashes.',
+      },
+    },
+  },
+  'client-file-transfer': {
+    group: 'fileTransfer',
+    doc: 'File transfer limits for the chat client (the Genesys GMS section of the same name).',
+    options: {
+      'upload-max-total-size': {
+        type: 'int', default: 5242880, min: 0, max: 1073741823,
+        doc: 'Total bytes the client may upload in one chat.',
+      },
+      'upload-max-file-size': {
+        type: 'int', default: 2097152, min: 0, max: 1073741823,
+        doc: 'Largest single upload in bytes; at most upload-max-total-size.',
+      },
+      'upload-max-files': { type: 'int', default: 3, min: 0, max: 1000, doc: 'Files the client may upload in one chat.' },
+      'upload-file-types': {
+        type: 'list', separators: ':,', lowerCase: true, stripLeadingDots: true,
+        default: ['bmp', 'csv', 'doc', 'docx', 'gif', 'jpeg', 'jpg', 'pdf', 'png', 'txt', 'xls', 'xlsx', 'zip'],
+        itemPattern: /^[a-z0-9_-]+$/, itemDoc: 'a file extension',
+        doc: "Allowed file extensions, ':' or ',' separated, case and leading dots ignored; empty = any type.",
+      },
+      'download-attempts': {
+        type: 'int', default: 10, min: 0, max: 1000,
+        doc: 'How many times the client may download one file; 0 = unlimited.',
+      },
+      'upload-need-agent': { type: 'bool', default: false, doc: 'Uploads are refused until an agent has joined the chat.' },
+      'delete-file': {
+        type: 'enum', values: ['own', 'any', 'none'], default: 'own',
+        doc: 'Which files the client may delete: its own uploads, any file, or none.',
+      },
+    },
+  },
+} as const satisfies Readonly<Record<string, FixedSection>>;
+
+export const TEMPLATE_SECTIONS = {
+  chat: {
+    group: 'services',
+    doc: `One chat service per section; the Chat API v2 URL names it (/genesys/2/chat/<name>). Names: ${NAME_DOC}.`,
+    idField: 'name',
+    idLabel: '<name>',
+    minCount: 1,
+    options: {
+      description: { type: 'string', default: '', doc: 'What the service is for (shown to agents).' },
+    },
+  },
+  agent: {
+    group: 'agents',
+    doc: `One agent per section; the id is the agent's login. Ids: ${NAME_DOC}.`,
+    idField: 'agentId',
+    idLabel: '<id>',
+    minCount: 0,
+    options: {
+      name: { type: 'string', default: '', defaultFromId: true, doc: 'Display name shown to the customer.' },
+      password: {
+        type: 'string', default: '', required: true, minLength: 8, secret: true,
+        doc: 'Agent login password, at least 8 characters.',
+      },
+      'max-chats': { type: 'int', default: 3, min: 1, max: 100, doc: 'How many chats the agent handles at once.' },
+    },
+  },
+} as const satisfies Readonly<Record<string, TemplateSection>>;
+
+/** Section ids of `[prefix.<id>]` sections must match this. */
+export const SECTION_ID_PATTERN = NAME;
+export const SECTION_ID_DOC = NAME_DOC;
+
+type Fixed = typeof FIXED_SECTIONS;
+type Templates = typeof TEMPLATE_SECTIONS;
+
+type TemplateEntry<T extends TemplateSection> = Simplify<
+  { readonly [F in T['idField']]: string } & GroupValues<T['options']>
+>;
+
+/** The validated, deep-frozen configuration. */
+export type Config = Simplify<
+  { readonly file: string } & {
+    readonly [S in keyof Fixed as Fixed[S]['group']]: Simplify<GroupValues<Fixed[S]['options']>>;
+  } & {
+    readonly [P in keyof Templates as Templates[P]['group']]: ReadonlyMap<string, TemplateEntry<Templates[P]>>;
+  }
+>;
+
+export type NodeConfig = Config['node'];
+export type HttpConfig = Config['http'];
+export type StoreConfig = Config['store'];
+export type ServiceConfig = TemplateEntry<Templates['chat']>;
+export type AgentConfig = TemplateEntry<Templates['agent']>;
+
+// Runtime views of the declarations, loosely typed for iteration.
+
+export const fixedSections: ReadonlyMap<string, FixedSection> = new Map(Object.entries(FIXED_SECTIONS));
+export const templateSections: ReadonlyMap<string, TemplateSection> = new Map(Object.entries(TEMPLATE_SECTIONS));
+
+/** The `Config` field of an option: camelCase key, plus `Ms` for seconds. Mirrors `FieldName`. */
+export function fieldName<K extends string, O extends Option>(key: K, option: O): FieldName<K, O> {
+  const camel = key.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  return (option.type === 'seconds' ? `${camel}Ms` : camel) as FieldName<K, O>;
+}
+
+/** `PARLEY_<SECTION>_<KEY>`, upper-cased, every non-alphanumeric character as `_`. */
+export function envVarName(section: string, key: string): string {
+  return `PARLEY_${section}_${key}`.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+}
+
+/** Display name of a template family, e.g. `chat.<name>`. */
+export function templateDisplayName(prefix: string, t: TemplateSection): string {
+  return `${prefix}.${t.idLabel}`;
+}
+
+export interface CatalogueEntry {
+  /** `http`, or `agent.<id>` for a template family. */
+  readonly section: string;
+  readonly key: string;
+  readonly option: Option;
+}
+
+/** Every option, in catalogue order. */
+export function catalogueEntries(): CatalogueEntry[] {
+  const out: CatalogueEntry[] = [];
+  for (const [section, s] of fixedSections) {
+    for (const [key, option] of Object.entries(s.options)) out.push({ section, key, option });
+  }
+  for (const [prefix, t] of templateSections) {
+    for (const [key, option] of Object.entries(t.options)) out.push({ section: templateDisplayName(prefix, t), key, option });
+  }
+  return out;
+}

@@ -1,0 +1,41 @@
+/**
+ * Cross-field rules: checks that involve more than one option. Each rule is reported under one
+ * option and runs only when that option and every option it `uses` has a valid value.
+ */
+import type { Config } from './catalogue.ts';
+
+export interface CrossFieldRule {
+  /** Where the problem is reported. */
+  readonly section: string;
+  readonly key: string;
+  /** Other options the rule reads, as [section, key]. */
+  readonly uses: ReadonlyArray<readonly [string, string]>;
+  /** The problem message, or undefined when the rule holds. */
+  readonly check: (c: Config) => string | undefined;
+}
+
+/** Bytes a multipart request needs besides the file itself. */
+export const MULTIPART_OVERHEAD = 65536;
+
+export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
+  {
+    section: 'http',
+    key: 'max-body-size',
+    uses: [['client-file-transfer', 'upload-max-file-size']],
+    check: (c) => {
+      const need = c.fileTransfer.uploadMaxFileSize + MULTIPART_OVERHEAD;
+      return c.http.maxBodySize >= need
+        ? undefined
+        : `must be at least upload-max-file-size + ${MULTIPART_OVERHEAD} = ${need}, got ${c.http.maxBodySize}`;
+    },
+  },
+  {
+    section: 'client-file-transfer',
+    key: 'upload-max-file-size',
+    uses: [['client-file-transfer', 'upload-max-total-size']],
+    check: (c) =>
+      c.fileTransfer.uploadMaxFileSize <= c.fileTransfer.uploadMaxTotalSize
+        ? undefined
+        : `must not exceed upload-max-total-size (${c.fileTransfer.uploadMaxTotalSize}), got ${c.fileTransfer.uploadMaxFileSize}`,
+  },
+];
