@@ -22,6 +22,8 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
     try {
       bb = busboy({
         headers: req.headers,
+        // Browsers send UTF-8 file names; busboy would read them as latin1.
+        defParamCharset: 'utf8',
         limits: {
           fieldSize: limits.maxFieldLength * 4 + 1,
           fileSize: limits.maxFileSize,
