@@ -168,6 +168,7 @@ describe('files', () => {
     const limits = await c.op('file/limits');
     expect(limits.status).toBe(200);
     expect(limits.body.messages[0]).toMatchObject({ type: 'Notice', text: 'file-client-cfg-get' });
+    expect(limits.body.messages[0].index).toBeUndefined();
     expect(limits.body.messages[0].userData).toEqual({
       'download-attempts': '2',
       'upload-max-files': '3',

@@ -14,7 +14,7 @@ import {
 } from '../chat/file-limits.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { eventsFrom, type Position } from '../chat/transcript.ts';
-import { CLIENT_PARTICIPANT_ID, type Change, type ChatEvent, type FileMeta, type Session } from '../chat/types.ts';
+import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { IdSource } from '../ids.ts';
 import type { LiveSession, LiveSessions } from './live-sessions.ts';
@@ -43,7 +43,7 @@ export type ClientOperation =
 
 export interface ClientReply {
   readonly session: Session;
-  readonly messages: readonly ChatEvent[];
+  readonly messages: readonly ReplyMessage[];
   readonly nextPosition: number;
   readonly userData?: Readonly<Record<string, string>>;
 }
@@ -130,9 +130,8 @@ export class ClientOps {
     core.assertOpen(s);
     const client = core.clientOf(s);
     const userData = limitsUserData(this.d.fileLimits, s);
-    const notice: ChatEvent = {
+    const notice: ReplyMessage = {
       from: { nickname: client.nickname, participantId: client.participantId, type: client.type },
-      index: s.lastIndex,
       type: 'Notice',
       text: 'file-client-cfg-get',
       utcTime: this.d.clock.now(),

@@ -34,6 +34,12 @@ export interface ChatEvent {
   readonly userData?: Readonly<Record<string, string>>;
 }
 
+/**
+ * A message in a reply. Transcript events have an index; the `file-client-cfg-get` Notice of
+ * `file/limits` is not part of the transcript and has none (as in a real GMS capture, wire facts §1.3).
+ */
+export type ReplyMessage = ChatEvent | Omit<ChatEvent, 'index'>;
+
 export interface Participant {
   readonly participantId: number;
   readonly type: ParticipantType;

@@ -1,6 +1,6 @@
 /** The Chat API v2 reply: one shape for every operation, success or failure (wire facts §1.4). */
 import type { ClientReply } from '../chat-server/client-ops.ts';
-import type { ChatEvent } from '../chat/types.ts';
+import type { ReplyMessage } from '../chat/types.ts';
 import { type ParleyError, publicAdvice } from '../errors.ts';
 
 export interface Envelope {
@@ -8,7 +8,7 @@ export interface Envelope {
   readonly alias?: string;
   readonly chatEnded: boolean;
   readonly chatId?: string;
-  readonly messages: readonly ChatEvent[];
+  readonly messages: readonly ReplyMessage[];
   readonly nextPosition?: number;
   readonly userId?: string;
   readonly secureKey?: string;
