@@ -29,7 +29,10 @@ export class FormBuilder {
     if (m !== null) {
       const key = m[1] ?? '';
       if (key.length > MAX_USER_DATA_KEY) throw new ParleyError('INVALID_PARAMETER', 'A userData key is too long.');
-      if (!Object.hasOwn(this.userData, key)) this.userData[key] = value;
+      // defineProperty, not assignment: a key named "__proto__" must be kept as data, not hit the setter.
+      if (!Object.hasOwn(this.userData, key)) {
+        Object.defineProperty(this.userData, key, { value, enumerable: true, writable: true, configurable: true });
+      }
       return;
     }
     if (!this.fields.has(name)) this.fields.set(name, value);
