@@ -1,0 +1,124 @@
+/**
+ * Server children: `node --import tsx bench/<script>` in its own process, ready once it prints
+ * `READY <url>` on stdout. Every child is tracked so the harness can kill all of them on any exit path;
+ * children also exit by themselves when their stdin closes (i.e. when the parent dies).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+
+export interface ServerChild {
+  readonly name: string;
+  readonly pid: number;
+  readonly url: string;
+  /** Last lines the child wrote on stderr (its logger writes warnings and errors there). */
+  stderrLines(): readonly string[];
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+const STDERR_KEEP = 200;
+
+export async function spawnServer(
+  root: string,
+  script: string,
+  opts: { env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number } = {},
+): Promise<ServerChild> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', script), ...(opts.args ?? [])], {
+    cwd: root,
+    env: { ...process.env, ...opts.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', () => live.delete(child));
+
+  const stderr: string[] = [];
+  let partial = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) if (l.trim() !== '') stderr.push(l);
+    if (stderr.length > STDERR_KEEP) stderr.splice(0, stderr.length - STDERR_KEEP);
+  });
+
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`${script} did not print READY within ${opts.readyTimeoutMs ?? 20_000} ms`)), opts.readyTimeoutMs ?? 20_000);
+    const onExit = (code: number | null, signal: string | null) =>
+      fail(new Error(`${script} exited (code ${code}, signal ${signal}) before READY:\n${stderr.slice(-20).join('\n')}`));
+    const onData = (chunk: string) => {
+      out += chunk;
+      const m = /^READY (\S+)$/m.exec(out);
+      if (m?.[1] !== undefined) {
+        cleanup();
+        resolve(m[1]);
+      }
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+    }
+    function fail(err: Error) {
+      cleanup();
+      child.kill('SIGKILL');
+      reject(err);
+    }
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', onData);
+    child.once('exit', onExit);
+  });
+  // Keep draining stdout so the child never blocks on a full pipe.
+  child.stdout?.resume();
+
+  return {
+    name: script,
+    pid: child.pid ?? -1,
+    url,
+    stderrLines: () => [...stderr, ...(partial.trim() === '' ? [] : [partial])],
+    async stop(graceMs = 5_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Synchronous last resort (process `exit` handler, watchdog): SIGKILL every child still running. */
+export function killAllChildren(): number {
+  let n = 0;
+  for (const c of live) {
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill('SIGKILL');
+      n++;
+    }
+  }
+  live.clear();
+  return n;
+}
+
+/**
+ * For the child side: exit when the parent goes away (stdin closes) or on SIGTERM/SIGINT, after `close`.
+ */
+export function exitWithParent(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (code: number) => {
+    if (closing) return;
+    closing = true;
+    const force = setTimeout(() => process.exit(code), 3_000);
+    force.unref();
+    close().then(
+      () => process.exit(code),
+      () => process.exit(1),
+    );
+  };
+  process.stdin.on('end', () => stop(0));
+  process.stdin.on('error', () => stop(0));
+  process.stdin.resume();
+  process.once('SIGTERM', () => stop(0));
+  process.once('SIGINT', () => stop(0));
+}

@@ -1,0 +1,146 @@
+/**
+ * Benchmark runner: `npm run bench [suite]` (default suite `core`).
+ *   BENCH_DURATION=<s>   measured seconds per scenario (default 10; 2 with BENCH_QUICK=1)
+ *   BENCH_QUICK=1        smoke variant: 1 s warm-up, 2 s measured, results saved as `<suite>-quick`
+ *   BENCH_CONNECTIONS=n  concurrent connections (default 100)
+ * autocannon runs in this process; every server runs in its own child process on 127.0.0.1. Prints a
+ * table, writes bench/results/<ISO-date>-<suite>.json and latest-<suite>.json, and exits 1 if any
+ * scenario failed or any request did not get a 2xx. Children and temp dirs are removed on every exit path,
+ * and a watchdog ends a run that overstays its time budget.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { killAllChildren, spawnServer } from './lib/child.ts';
+import { machine, machineLine, writeResults } from './lib/results.ts';
+import { flagged, markdownTable, textTable } from './lib/table.ts';
+import type { BenchContext, LoadSettings, Row, Scenario } from './lib/types.ts';
+import { bare } from './scenarios/bare.ts';
+import { parleyRefresh } from './scenarios/parley-refresh.ts';
+import { parleySend } from './scenarios/parley-send.ts';
+
+/** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
+const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
+  core: [bare, parleySend, parleyRefresh],
+};
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const RESULTS_DIR = join(ROOT, 'bench', 'results');
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return n;
+}
+
+const tempDirs: string[] = [];
+function removeTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+function cleanupSync(): void {
+  killAllChildren();
+  removeTempDirs();
+}
+
+process.on('exit', cleanupSync);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping children\n`);
+    cleanupSync();
+    process.exit(130);
+  });
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const suiteName = process.argv[2] ?? 'core';
+  const scenarios = SUITES[suiteName];
+  if (scenarios === undefined) {
+    process.stderr.write(`bench: unknown suite "${suiteName}" (known: ${Object.keys(SUITES).join(', ')})\n`);
+    return 2;
+  }
+  const quick = process.env['BENCH_QUICK'] === '1';
+  const load: LoadSettings = {
+    connections: Math.round(envNumber('BENCH_CONNECTIONS', 100)),
+    warmupSeconds: quick ? 1 : 2,
+    durationSeconds: envNumber('BENCH_DURATION', quick ? 2 : 10),
+  };
+
+  // Watchdog: generous per-scenario budget; a stuck run is killed, not left hanging.
+  const budgetSeconds = 60 + scenarios.length * (load.warmupSeconds + load.durationSeconds + 90);
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: watchdog: run exceeded ${budgetSeconds} s, killing children and exiting\n`);
+    cleanupSync();
+    process.exit(124);
+  }, budgetSeconds * 1000);
+
+  const warnings: string[] = [];
+  const ctx: BenchContext = {
+    load,
+    root: ROOT,
+    log: (message) => process.stderr.write(`bench: ${message}\n`),
+    spawnServer: (script, opts) => spawnServer(ROOT, script, opts ?? {}),
+    tempDir: (prefix) => {
+      const d = mkdtempSync(join(tmpdir(), prefix));
+      tempDirs.push(d);
+      return d;
+    },
+    warn: (message) => {
+      warnings.push(message);
+      process.stderr.write(`bench: WARNING ${message}\n`);
+    },
+  };
+
+  const m = machine();
+  ctx.log(`suite ${suiteName}${quick ? ' (quick)' : ''}: ${scenarios.map((s) => s.name).join(', ')}`);
+  ctx.log(`${load.connections} connections, ${load.warmupSeconds} s warm-up + ${load.durationSeconds} s measured per scenario`);
+  ctx.log(`machine: ${machineLine(m)}`);
+
+  const rows: Row[] = [];
+  let failed = 0;
+  for (const scenario of scenarios) {
+    ctx.log(`scenario ${scenario.name} ...`);
+    try {
+      rows.push(...(await scenario.run(ctx)));
+    } catch (e) {
+      failed++;
+      ctx.warn(`scenario ${scenario.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    }
+    killAllChildren(); // a scenario must stop its servers; this catches the ones it did not
+  }
+  removeTempDirs();
+  clearTimeout(watchdog);
+
+  for (const r of rows) if (flagged(r)) warnings.push(`${r.scenario}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts (status codes ${JSON.stringify(r.statusCodes)})`);
+  const ok = failed === 0 && !rows.some(flagged);
+  const wallSeconds = Math.round((performance.now() - started) / 100) / 10;
+  const paths = writeResults(RESULTS_DIR, {
+    suite: quick ? `${suiteName}-quick` : suiteName,
+    date: new Date().toISOString(),
+    machine: m,
+    settings: { ...load, quick },
+    wallSeconds,
+    rows,
+    warnings,
+    ok,
+  });
+
+  const out: string[] = ['', textTable(rows), '', `machine: ${machineLine(m)}`];
+  out.push(`${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured; wall time ${wallSeconds} s`);
+  if (warnings.length > 0) out.push('', 'WARNINGS:', ...warnings.map((w) => `  - ${w}`));
+  out.push('', 'Markdown:', '', markdownTable(rows), '', `results: ${paths.map((p) => relative(ROOT, p)).join(', ')}`, '');
+  process.stdout.write(out.join('\n'));
+  return ok ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,45 @@
+/**
+ * Parley under benchmark: every role in this one process (`startAll`), on the SQLite file given by
+ * PARLEY_STORE_PATH (the harness passes a fresh temp file), port 0 on 127.0.0.1.
+ *   node --import tsx bench/server-parley.ts [INI_FILE]
+ * Without INI_FILE the built-in BENCH_INI below is used. PARLEY_<SECTION>_<KEY> variables override
+ * either, as with the CLI. Prints `READY <url>` on stdout; warnings and errors are logged as JSON lines
+ * on stderr (the harness reports them). Exits on SIGTERM or when stdin closes.
+ */
+import { loadConfigFile, parseConfig } from '../src/config/load.ts';
+import { createLogger } from '../src/log.ts';
+import { startAll } from '../src/roles/start.ts';
+import { exitWithParent } from './lib/child.ts';
+import { BENCH_SERVICE } from './lib/parley.ts';
+
+const BENCH_INI = `
+[node]
+app-dbid = 117
+[http]
+host = 127.0.0.1
+port = 0
+[store]
+path = ./data/bench.db
+synchronous = normal
+[chat.${BENCH_SERVICE}]
+description = benchmark service
+[agent.alice]
+name = Alice
+password = alice-secret
+max-chats = 3
+`;
+
+async function main(): Promise<void> {
+  const file = process.argv[2];
+  const config =
+    file === undefined ? parseConfig(BENCH_INI, 'bench/server-parley.ts', process.env) : loadConfigFile(file, process.env);
+  const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'warn', destination: process.stderr });
+  const running = await startAll(config, { log });
+  process.stdout.write(`READY ${running.url}\n`);
+  exitWithParent(() => running.close());
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`server-parley: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
