@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'AGENT_NOT_IN_CHAT'
   | 'AGENT_CAPACITY'
   | 'CHAT_ALREADY_TAKEN'
+  | 'PUSH_TARGET_FORBIDDEN'
+  | 'SIGNATURE_INVALID'
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'CONFIG_INVALID'
@@ -67,6 +69,8 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   AGENT_NOT_IN_CHAT: { http: 403, wire: 120, statusCode: 2, advice: 'The agent is not a participant of this chat.' },
   AGENT_CAPACITY: { http: 409, wire: 121, statusCode: 1, advice: 'The agent handles max-chats chats already.' },
   CHAT_ALREADY_TAKEN: { http: 409, wire: 122, statusCode: 2, advice: 'Another agent accepted this chat first.' },
+  PUSH_TARGET_FORBIDDEN: { http: 400, wire: 126, statusCode: 2, advice: 'The push target is not an allowed http(s) address ([push] allowed-networks).' },
+  SIGNATURE_INVALID: { http: 401, wire: 127, statusCode: 2, advice: 'The webhook signature is missing, malformed, stale or wrong.' },
   RATE_LIMITED: { http: 429, wire: 123, statusCode: 1, advice: 'Too many requests; retry later.' },
   UNAVAILABLE: { http: 503, wire: 124, statusCode: 1, advice: 'The service is temporarily unavailable; retry later.' },
   CONFIG_INVALID: { http: 500, wire: 125, statusCode: 2, advice: 'The configuration is invalid.' },

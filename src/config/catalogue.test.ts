@@ -22,7 +22,7 @@ function rawDefault(o: Option): string {
   return String(o.default);
 }
 
-const MINIMAL = '[chat.support]\n[agent.a]\npassword = 12345678\n';
+const MINIMAL = '[chat.support]\n[agent.a]\npassword = 12345678\n[push.p]\ncustomhttp.url = http://127.0.0.1:9/\n';
 
 describe('Config type derived from the catalogue', () => {
   it('has exactly the shape the rest of Parley consumes', () => {
@@ -42,7 +42,27 @@ describe('Config type derived from the catalogue', () => {
       readonly synchronous: 'normal' | 'full';
     }>();
     expectTypeOf<Config['fileTransfer']>().toEqualTypeOf<FileLimits>();
-    expectTypeOf<ServiceConfig>().toEqualTypeOf<{ readonly name: string; readonly description: string }>();
+    expectTypeOf<ServiceConfig>().toEqualTypeOf<{
+      readonly name: string;
+      readonly description: string;
+      readonly pushNotificationIncludePayload: 'inherit' | 'true' | 'false';
+    }>();
+    expectTypeOf<Config['settings']>().toEqualTypeOf<{
+      readonly flexPushEnabled: boolean;
+      readonly flexPushOnJoin: boolean;
+      readonly flexPushContent: readonly string[];
+      readonly flexPushResendDelayMs: number;
+      readonly flexPushResendAttempts: number;
+    }>();
+    expectTypeOf<Config['chat']>().toEqualTypeOf<{
+      readonly enableNotificationMode: boolean;
+      readonly pushNotificationIncludePayload: boolean;
+    }>();
+    expectTypeOf<Config['push']['debugCustomhttpUrl']>().toEqualTypeOf<string>();
+    expectTypeOf<Config['gateway']>().toEqualTypeOf<{ readonly nodeGroup: string }>();
+    expectTypeOf<Config['pushProviders']>().toEqualTypeOf<
+      ReadonlyMap<string, { readonly name: string; readonly customhttpUrl: string; readonly customhttpMessage: string; readonly debugCustomhttpUrl: string; readonly debugCustomhttpMessage: string }>
+    >();
     expectTypeOf<AgentConfig>().toEqualTypeOf<{
       readonly agentId: string;
       readonly name: string;
@@ -58,6 +78,13 @@ describe('Config type derived from the catalogue', () => {
     expectTypeOf<GroupValues<{ 'idle-timeout': typeof idle }>>().toEqualTypeOf<{ readonly idleTimeoutMs: number }>();
     expect(fieldName('idle-timeout', idle)).toBe('idleTimeoutMs');
     expect(fieldName('upload-max-file-size', { type: 'int', default: 0, min: 0, max: 1, doc: '' })).toBe('uploadMaxFileSize');
+    const flag = { type: 'bool', default: false, doc: '' } as const;
+    expect(fieldName('debug.customhttp.url', flag)).toBe('debugCustomhttpUrl');
+    expect(fieldName('enable_notification_mode', flag)).toBe('enableNotificationMode');
+    expect(fieldName('pushEnabled', flag)).toBe('pushEnabled');
+    const typed: 'debugCustomhttpUrl' = fieldName('debug.customhttp.url', flag);
+    const mixed: 'aBC' = fieldName('a.b-c', flag);
+    expect([typed, mixed]).toEqual(['debugCustomhttpUrl', 'aBC']);
     expect(defaultValue(idle)).toBe(30_000);
   });
 
@@ -80,9 +107,9 @@ describe('Config type derived from the catalogue', () => {
 describe('catalogue declarations', () => {
   const entries = catalogueEntries();
 
-  it('every key is lower-case kebab and has a one-line doc', () => {
+  it('every key is kebab-case or a GMS spelling (customhttp.url, enable_notification_mode, pushEnabled) and has a one-line doc', () => {
     for (const { section, key, option } of entries) {
-      expect(key, section).toMatch(/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/);
+      expect(key, section).toMatch(/^[a-z][a-zA-Z0-9]*([-._][a-z0-9]+)*$/);
       expect(option.doc.length, key).toBeGreaterThan(5);
       expect(option.doc, key).not.toContain('\n');
     }

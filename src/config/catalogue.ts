@@ -93,6 +93,89 @@ export const FIXED_SECTIONS = {
       },
     },
   },
+  settings: {
+    group: 'settings',
+    doc: 'Chat Server options (the Genesys [settings] section): flex-push notifications.',
+    options: {
+      'flex-push-enabled': {
+        type: 'bool', default: true,
+        doc: 'Push notifications for subscribed (flex) clients. Genesys default NOT FOUND; Parley enables them.',
+      },
+      'flex-push-on-join': {
+        type: 'bool', default: false,
+        doc: 'Acknowledge the push subscription while the session is created (Request Chat); otherwise at the first request after it.',
+      },
+      'flex-push-content': {
+        type: 'list', default: ['session-id', 'user-id'], lowerCase: true,
+        itemPattern: /^(app-dbid|secure-key|session-id|user-id)$/, itemDoc: 'app-dbid, secure-key, session-id or user-id',
+        doc: 'Tokens a notification carries so the receiver can acknowledge it: alias, secureKey, chatId, userId.',
+      },
+      'flex-push-resend-delay': {
+        type: 'seconds', default: 15, min: 1, max: 86400,
+        doc: 'Seconds between resends of a notification that asked for reliable delivery and is not yet acknowledged.',
+      },
+      'flex-push-resend-attempts': {
+        type: 'int', default: 5, min: 0, max: 1000,
+        doc: 'Resends of an unacknowledged notification before it is recorded as failed. Genesys default NOT FOUND; Parley uses 5.',
+      },
+    },
+  },
+  chat: {
+    group: 'chat',
+    doc: 'GMS chat options (the Genesys [chat] section).',
+    options: {
+      enable_notification_mode: {
+        type: 'bool', default: false,
+        doc: 'The gateway keeps a connection to the chat server and relays its notifications; without it no gateway node is found for push.',
+      },
+      push_notification_include_payload: {
+        type: 'bool', default: false,
+        doc: 'customhttp notifications carry the chat events and the flex-push-content tokens (a service or session may override).',
+      },
+    },
+  },
+  push: {
+    group: 'push',
+    doc: 'GMS push options (the Genesys [push] section) plus Parley delivery options.',
+    options: {
+      pushEnabled: {
+        type: 'list', default: ['comet'], lowerCase: true,
+        itemPattern: /^(android|gcm|ios|httpcb|orscb|customhttp|fcm|comet)$/, itemDoc: 'a GMS push type',
+        doc: 'Enabled push types; Parley delivers customhttp. Without customhttp, notifications are dropped and logged, as in GMS.',
+      },
+      'customhttp.url': {
+        type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        doc: 'Where customhttp notifications are POSTed; required when pushEnabled has customhttp.',
+      },
+      'customhttp.message': { type: 'string', default: '', doc: 'The message field of every customhttp notification.' },
+      'debug.customhttp.url': {
+        type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        doc: 'URL used instead when the session asked for debug (GCTI_GMS_PushDebug); empty = customhttp.url.',
+      },
+      'debug.customhttp.message': { type: 'string', default: '', doc: 'Message used instead when the session asked for debug; empty = customhttp.message.' },
+      'signing-secret': {
+        type: 'string', default: '', secret: true,
+        doc: 'When set, every POST carries Standard Webhooks headers signed with it (whsec_<base64> or any text).',
+      },
+      'allowed-networks': {
+        type: 'list', default: ['public'], lowerCase: true,
+        itemPattern: /^(public|loopback|private|[0-9a-f:.]+(\/[0-9]{1,3})?)$/, itemDoc: 'public, loopback, private, an address or a CIDR',
+        doc: 'Push targets must resolve only into these networks (SSRF guard).',
+      },
+      'request-timeout': { type: 'seconds', default: 10, min: 1, max: 300, doc: 'Timeout of one POST to the receiver.' },
+      'max-concurrency': { type: 'int', default: 64, min: 1, max: 10000, doc: 'POSTs in flight at once per chat server node.' },
+    },
+  },
+  gateway: {
+    group: 'gateway',
+    doc: 'This gateway (GMS) node.',
+    options: {
+      'node-group': {
+        type: 'string', default: 'gms-cluster', required: true, pattern: NAME, patternDoc: NAME_DOC,
+        doc: 'The GMS cluster this gateway belongs to; sessions name it in GCTI_GMS_NodeGroup.',
+      },
+    },
+  },
 } as const satisfies Readonly<Record<string, FixedSection>>;
 
 export const TEMPLATE_SECTIONS = {
@@ -104,6 +187,10 @@ export const TEMPLATE_SECTIONS = {
     minCount: 1,
     options: {
       description: { type: 'string', default: '', doc: 'What the service is for (shown to agents).' },
+      push_notification_include_payload: {
+        type: 'enum', values: ['inherit', 'true', 'false'], default: 'inherit',
+        doc: 'Overrides [chat] push_notification_include_payload for this service.',
+      },
     },
   },
   agent: {
@@ -119,6 +206,22 @@ export const TEMPLATE_SECTIONS = {
         doc: 'Agent login password, at least 8 characters.',
       },
       'max-chats': { type: 'int', default: 3, min: 1, max: 100, doc: 'How many chats the agent handles at once.' },
+    },
+  },
+  push: {
+    group: 'pushProviders',
+    doc: `A named push provider, chosen by a session with GCTI_GMS_PushProvider. Names: ${NAME_DOC}.`,
+    idField: 'name',
+    idLabel: '<provider>',
+    minCount: 0,
+    options: {
+      'customhttp.url': {
+        type: 'string', default: '', required: true, pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        doc: 'Where this provider POSTs.',
+      },
+      'customhttp.message': { type: 'string', default: '', doc: 'The message field for this provider.' },
+      'debug.customhttp.url': { type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL', doc: 'Debug URL for this provider; empty = its customhttp.url.' },
+      'debug.customhttp.message': { type: 'string', default: '', doc: 'Debug message for this provider; empty = its customhttp.message.' },
     },
   },
 } as const satisfies Readonly<Record<string, TemplateSection>>;
@@ -156,7 +259,7 @@ export const templateSections: ReadonlyMap<string, TemplateSection> = new Map(Ob
 
 /** The `Config` field of an option: camelCase key, plus `Ms` for seconds. Mirrors `FieldName`. */
 export function fieldName<K extends string, O extends Option>(key: K, option: O): FieldName<K, O> {
-  const camel = key.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const camel = key.replace(/[-._]([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase());
   return (option.type === 'seconds' ? `${camel}Ms` : camel) as FieldName<K, O>;
 }
 

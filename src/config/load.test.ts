@@ -47,8 +47,29 @@ describe('parseConfig defaults', () => {
       uploadNeedAgent: false,
       deleteFile: 'own',
     });
-    expect([...c.services]).toEqual([['support', { name: 'support', description: '' }]]);
+    expect([...c.services]).toEqual([['support', { name: 'support', description: '', pushNotificationIncludePayload: 'inherit' }]]);
     expect(c.agents.size).toBe(0);
+    expect(c.settings).toEqual({
+      flexPushEnabled: true,
+      flexPushOnJoin: false,
+      flexPushContent: ['session-id', 'user-id'],
+      flexPushResendDelayMs: 15000,
+      flexPushResendAttempts: 5,
+    });
+    expect(c.chat).toEqual({ enableNotificationMode: false, pushNotificationIncludePayload: false });
+    expect(c.push).toEqual({
+      pushEnabled: ['comet'],
+      customhttpUrl: '',
+      customhttpMessage: '',
+      debugCustomhttpUrl: '',
+      debugCustomhttpMessage: '',
+      signingSecret: '',
+      allowedNetworks: ['public'],
+      requestTimeoutMs: 10000,
+      maxConcurrency: 64,
+    });
+    expect(c.gateway).toEqual({ nodeGroup: 'gms-cluster' });
+    expect(c.pushProviders.size).toBe(0);
   });
 
   it('parses values of every type', () => {
@@ -93,7 +114,7 @@ describe('problems', () => {
     expect(problems.map((p) => [p.section, p.key, p.message, p.line])).toEqual([
       ['htp', '', 'unknown section; did you mean [http]?', 2],
       ['chats.sales', '', 'unknown section; did you mean [chat.sales]?', 4],
-      ['logging', '', 'unknown section (known: node, http, store, client-file-transfer, chat.<name>, agent.<id>)', 5],
+      ['logging', '', 'unknown section (known: node, http, store, client-file-transfer, settings, chat, push, gateway, chat.<name>, agent.<id>, push.<provider>)', 5],
     ]);
   });
 
@@ -104,6 +125,25 @@ describe('problems', () => {
 
   it('checks app-dbid is digits', () => {
     expect(problemsOf(`${SERVICE}[node]\napp-dbid = abc\n`).problems[0]?.message).toBe('must be digits only, got "abc"');
+  });
+});
+
+describe('push', () => {
+  it('reads the GMS push options, provider sections and the customhttp.url rule', () => {
+    const c = parseConfig(
+      `${SERVICE}[chat]\nenable_notification_mode=true\n[push]\npushEnabled=customhttp\ncustomhttp.url=http://127.0.0.1:9000/push\ncustomhttp.message=dummy message\n[push.AsyncSMSChat]\ncustomhttp.url=https://sms.example/push\n[settings]\nflex-push-content=app-dbid, secure-key\nflex-push-resend-delay=2\n`,
+      'p.ini',
+    );
+    expect(c.chat.enableNotificationMode).toBe(true);
+    expect(c.push.customhttpUrl).toBe('http://127.0.0.1:9000/push');
+    expect(c.push.customhttpMessage).toBe('dummy message');
+    expect(c.pushProviders.get('AsyncSMSChat')?.customhttpUrl).toBe('https://sms.example/push');
+    expect(c.settings.flexPushContent).toEqual(['app-dbid', 'secure-key']);
+    expect(c.settings.flexPushResendDelayMs).toBe(2000);
+    const bad = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp,telegram\n[settings]\nflex-push-content=session-id,chat-id\n`).problems;
+    expect(bad.map((p) => `${p.section} ${p.key}`)).toEqual(['push pushEnabled', 'settings flex-push-content']);
+    const missing = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\n`).problems;
+    expect(missing.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual(['push customhttp.url: is required when pushEnabled includes customhttp']);
   });
 });
 
@@ -119,7 +159,7 @@ describe('services and agents', () => {
       'p.ini',
     );
     expect([...c.services.keys()]).toEqual(['sales', 'help_2']);
-    expect(c.services.get('sales')).toEqual({ name: 'sales', description: 'Buy things' });
+    expect(c.services.get('sales')).toEqual({ name: 'sales', description: 'Buy things', pushNotificationIncludePayload: 'inherit' });
     expect(c.agents.get('alice')).toEqual({ agentId: 'alice', name: 'Alice A.', password: '12345678', maxChats: 5 });
     expect(c.agents.get('bob')).toEqual({ agentId: 'bob', name: 'bob', password: 'abcdefgh', maxChats: 3 });
   });

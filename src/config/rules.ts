@@ -38,4 +38,13 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         ? undefined
         : `must not exceed upload-max-total-size (${c.fileTransfer.uploadMaxTotalSize}), got ${c.fileTransfer.uploadMaxFileSize}`,
   },
+  {
+    section: 'push',
+    key: 'customhttp.url',
+    uses: [['push', 'pushEnabled']],
+    check: (c) =>
+      c.push.pushEnabled.includes('customhttp') && c.push.customhttpUrl === ''
+        ? 'is required when pushEnabled includes customhttp'
+        : undefined,
+  },
 ];

@@ -101,9 +101,14 @@ export type ValueOf<O> = O extends { readonly type: 'string' }
           ? readonly string[]
           : never;
 
+/** `max-body-size` → `maxBodySize`; GMS keys too: `customhttp.url` → `customhttpUrl`, `enable_notification_mode` → `enableNotificationMode`. */
 export type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}`
-  ? `${Head}${Capitalize<CamelCase<Tail>>}`
-  : S;
+  ? `${CamelCase<Head>}${Capitalize<CamelCase<Tail>>}`
+  : S extends `${infer Head}.${infer Tail}`
+    ? `${CamelCase<Head>}${Capitalize<CamelCase<Tail>>}`
+    : S extends `${infer Head}_${infer Tail}`
+      ? `${Head}${Capitalize<CamelCase<Tail>>}`
+      : S;
 
 export type FieldName<K extends string, O> = O extends { readonly type: 'seconds' } ? `${CamelCase<K>}Ms` : CamelCase<K>;
 
