@@ -101,7 +101,7 @@ export function toParleyError(err: unknown): ParleyError {
   return new ParleyError('INTERNAL', undefined, { cause: err });
 }
 
-/** The advice shown to a client: never internal details for 5xx. */
+/** The advice shown to a client: an INTERNAL error's message may hold internals, so it gets the generic advice. */
 export function publicAdvice(err: ParleyError): string {
   return err.spec.http >= 500 && err.code === 'INTERNAL' ? err.spec.advice : err.message;
 }

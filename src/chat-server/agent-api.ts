@@ -78,7 +78,7 @@ export function createAgentApi(o: AgentApiOptions) {
         if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
         return sendJson(res, 200, o.ops.overview(agent));
       }
-      const chatId = decodeURIComponent(parts[1] ?? '');
+      const chatId = decodePart(parts[1] ?? '');
       if (parts.length === 2) {
         if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
         const from = Number(query.get('from') ?? '1');
@@ -113,6 +113,14 @@ function action(ops: AgentOps, agent: AgentAccount, chatId: string, name: string
       return ops.close(agent, chatId);
     default:
       throw new ParleyError('NOT_FOUND');
+  }
+}
+
+function decodePart(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new ParleyError('NOT_FOUND', 'The path is not validly percent-encoded.');
   }
 }
 

@@ -38,6 +38,9 @@ export interface AgentView {
 }
 
 export class AgentOps {
+  /** Accepts in progress per agent: counted against max-chats before the awaited store write. */
+  private readonly reserved = new Map<string, number>();
+
   constructor(
     private readonly sessions: LiveSessions,
     private readonly clock: Clock,
@@ -68,8 +71,18 @@ export class AgentOps {
       core.assertOpen(s);
       if (isIn(s, agent.agentId)) return { session: s, events: entry.events };
       if (s.state !== 'waiting') throw new ParleyError('CHAT_ALREADY_TAKEN');
-      if (this.activeChatCount(agent.agentId) >= agent.maxChats) throw new ParleyError('AGENT_CAPACITY');
-      await this.sessions.commit(entry, core.agentJoin(s, { agentId: agent.agentId, nickname: agent.name }, this.clock.now()));
+      // Accepts of different chats run concurrently; the reservation makes the capacity check and the
+      // claim one synchronous step, so concurrent accepts cannot exceed max-chats.
+      const reserved = this.reserved.get(agent.agentId) ?? 0;
+      if (this.activeChatCount(agent.agentId) + reserved >= agent.maxChats) throw new ParleyError('AGENT_CAPACITY');
+      this.reserved.set(agent.agentId, reserved + 1);
+      try {
+        await this.sessions.commit(entry, core.agentJoin(s, { agentId: agent.agentId, nickname: agent.name }, this.clock.now()));
+      } finally {
+        const left = (this.reserved.get(agent.agentId) ?? 1) - 1;
+        if (left === 0) this.reserved.delete(agent.agentId);
+        else this.reserved.set(agent.agentId, left);
+      }
       return { session: entry.session, events: entry.events };
     });
   }

@@ -34,7 +34,7 @@ export const FIXED_SECTIONS = {
       port: { type: 'int', default: 8080, min: 0, max: 65535, doc: 'TCP port to listen on; 0 picks any free port.' },
       'api-key': {
         type: 'string', default: '', secret: true,
-        doc: 'API key clients must send (apikey parameter or x-api-key header); empty = no key required.',
+        doc: 'API key clients must send in the apikey or x-api-key header; empty = no key required.',
       },
       'cors-allowed-origins': {
         type: 'list', default: [], itemPattern: /^(\*|[a-z][a-z0-9+.-]*:\/\/[^\s/]+)$/,

@@ -99,9 +99,10 @@ export function createChatApi(o: ChatApiOptions) {
           return sendJson(res, 200, okEnvelope(r));
         }
         case 'op': {
-          const fallback = route.name === 'refresh' ? 'all' : 'none';
           const op = toOperation(route.name, form);
-          const r = await o.node.perform(route.chatId, route.service, id, op, position(form, fallback));
+          // readReceipt's transcriptPosition is the read position, not a request for events.
+          const pos = op.op === 'readReceipt' ? 'none' : position(form, op.op === 'refresh' ? 'all' : 'none');
+          const r = await o.node.perform(route.chatId, route.service, id, op, pos);
           return sendJson(res, 200, okEnvelope(r));
         }
         case 'limits': {

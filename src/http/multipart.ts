@@ -26,7 +26,8 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
         defParamCharset: 'utf8',
         limits: {
           fieldSize: limits.maxFieldLength * 4 + 1,
-          fileSize: limits.maxFileSize,
+          // One byte more than allowed, so that a file of exactly the limit is accepted and checkUploadSize decides.
+          fileSize: limits.maxFileSize + 1,
           files: 1,
           fields: 1000,
           parts: 1001,
