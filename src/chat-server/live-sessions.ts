@@ -2,6 +2,7 @@
  * The sessions a chat server node holds in memory. Operations on one session run one at a time; a change
  * is applied in memory only after the store committed it, so a failed write changes nothing.
  */
+import type { Notification } from '../chat/notification.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
@@ -12,7 +13,13 @@ export interface LiveSession {
   tail: Promise<unknown>;
 }
 
-export type SessionListener = (session: Session, events: readonly ChatEvent[]) => void;
+/** Told of every committed change, with the notifications it raised. */
+export type SessionListener = (session: Session, events: readonly ChatEvent[], outbox: readonly Notification[]) => void;
+
+/** Computes the push notifications a change raises; they are committed with it (transactional outbox). */
+export type OutboxFor = (session: Session, events: readonly ChatEvent[]) => Notification[];
+
+const NO_OUTBOX: OutboxFor = () => [];
 
 export class LiveSessions {
   private readonly live = new Map<string, LiveSession>();
@@ -22,6 +29,7 @@ export class LiveSessions {
   constructor(
     private readonly store: Store,
     private readonly alias: string,
+    private readonly outboxFor: OutboxFor = NO_OUTBOX,
   ) {}
 
   /** Subscribes to every committed change; returns the unsubscribe function. */
@@ -44,10 +52,11 @@ export class LiveSessions {
   }
 
   async create(change: Change): Promise<LiveSession> {
-    await guard(() => this.store.createSession(change.session, change.events));
+    const outbox = this.outboxFor(change.session, change.events);
+    await guard(() => this.store.createSession({ ...change, outbox }));
     const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve() };
     this.live.set(change.session.chatId, entry);
-    this.emit(change.session, change.events);
+    this.emit(change.session, change.events, outbox);
     return entry;
   }
 
@@ -87,14 +96,11 @@ export class LiveSessions {
   /** Commits a change to the store, then to memory, then tells the listeners. Call inside `serial`. */
   async commit(entry: LiveSession, change: Change, file?: { fileId: string; bytes: Buffer }): Promise<void> {
     if (change.events.length === 0 && change.session === entry.session) return;
-    await guard(() =>
-      file === undefined
-        ? this.store.recordChange(change.session, change.events)
-        : this.store.saveFile({ chatId: change.session.chatId, ...file }, change.session, change.events),
-    );
+    const outbox = this.outboxFor(change.session, change.events);
+    await guard(() => this.store.recordChange({ ...change, outbox, ...(file === undefined ? {} : { file }) }));
     entry.session = change.session;
     for (const ev of change.events) entry.events.push(ev);
-    this.emit(change.session, change.events);
+    this.emit(change.session, change.events, outbox);
   }
 
   /** File bytes straight from the store (files are not kept in memory). */
@@ -102,10 +108,10 @@ export class LiveSessions {
     return guard(() => this.store.loadFile(chatId, fileId));
   }
 
-  private emit(session: Session, events: readonly ChatEvent[]): void {
+  private emit(session: Session, events: readonly ChatEvent[], outbox: readonly Notification[]): void {
     for (const fn of this.listeners) {
       try {
-        fn(session, events);
+        fn(session, events, outbox);
       } catch {
         // A listener's failure is its own; the change is committed.
       }

@@ -1,4 +1,5 @@
 /** Chat domain types: the shapes that the Chat API v2 transcript carries, and the session they belong to. */
+import type { PushSubscription } from './push-subscription.ts';
 
 export type ParticipantType = 'Client' | 'Agent' | 'Supervisor' | 'External';
 
@@ -91,6 +92,13 @@ export interface Session {
   readonly files: readonly FileMeta[];
   /** Last transcriptPosition the client reported as read (readReceipt). */
   readonly clientReadPosition: number;
+  readonly push?: PushState;
+}
+
+/** A push subscription of the session; `active` once acknowledged (at join with flex-push-on-join). */
+export interface PushState {
+  readonly subscription: PushSubscription;
+  readonly active: boolean;
 }
 
 /** The result of every domain operation: the new session and the events it appended, in order. */

@@ -1,5 +1,6 @@
 /** One conformance suite for every Store adapter. Call it from the adapter's test file. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { acknowledge, afterAttempt, notificationFor, type Notification } from '../chat/notification.ts';
 import { agentJoin, openSession, say } from '../chat/session.ts';
 import type { Session } from '../chat/types.ts';
 import type { Store } from './port.ts';
@@ -29,6 +30,21 @@ function newSession(now = 1000) {
   );
 }
 
+const SUB = { nodeGroup: 'g', deviceId: 'd', deviceType: 'customhttp', notifyRequestor: false, debug: false, resend: true } as const;
+const POLICY = { resendDelayMs: 1000, resendAttempts: 3, backoffMs: () => 100 };
+
+function subscribed(now = 1000) {
+  const c = newSession(now);
+  return { ...c, session: { ...c.session, push: { subscription: SUB, active: true } } };
+}
+
+function notification(s: Session, id: string): Notification {
+  const j = agentJoin(s, { agentId: 'a', nickname: 'Bob' }, 2000);
+  const n = notificationFor(j.session, j.events, { id, now: 2000, content: ['session-id'] });
+  if (n === undefined) throw new Error('no notification');
+  return n;
+}
+
 export function describeStoreConformance(name: string, makeFixture: () => StoreFixture): void {
   describe(`Store conformance: ${name}`, () => {
     let fx: StoreFixture;
@@ -44,7 +60,7 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
 
     it('creates a session and reads it back with its events', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
+      await store.createSession(c);
       expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
       expect(await store.loadEvents(c.session.chatId, 1)).toEqual(c.events);
       expect(await store.loadEvents(c.session.chatId, 2)).toEqual(c.events.slice(1));
@@ -52,28 +68,28 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
 
     it('refuses a second session with the same chatId', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
-      await expect(store.createSession(c.session, [])).rejects.toThrow();
+      await store.createSession(c);
+      await expect(store.createSession({ session: c.session, events: [] })).rejects.toThrow();
     });
 
     it('records changes atomically and keeps the index sequence', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
+      await store.createSession(c);
       const j = agentJoin(c.session, { agentId: 'a1', nickname: 'Bob' }, 2000);
-      await store.recordChange(j.session, j.events);
+      await store.recordChange(j);
       const m = say(j.session, 2, 'Message', { text: 'hi' }, 3000);
-      await store.recordChange(m.session, m.events);
+      await store.recordChange(m);
       expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.index)).toEqual([1, 2, 3, 4]);
       expect((await store.loadSession(c.session.chatId))?.state).toBe('active');
     });
 
     it('rejects a change whose events skip an index, and keeps the stored data', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
+      await store.createSession(c);
       const m = say(c.session, 1, 'Message', { text: 'x' }, 2000);
       const bad: Session = { ...m.session, subject: 'changed' };
       const skipped = m.events.map((e) => ({ ...e, index: e.index + 5 }));
-      await expect(store.recordChange(bad, skipped)).rejects.toThrow();
+      await expect(store.recordChange({ session: bad, events: skipped })).rejects.toThrow();
       expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
       expect(await store.loadEvents(c.session.chatId, 1)).toEqual(c.events);
     });
@@ -81,10 +97,10 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
     it('a failing write does not fail writes batched with it', async () => {
       const a = newSession();
       const b = newSession();
-      await store.createSession(a.session, a.events);
+      await store.createSession(a);
       const results = await Promise.allSettled([
-        store.createSession(a.session, a.events),
-        store.createSession(b.session, b.events),
+        store.createSession(a),
+        store.createSession(b),
       ]);
       expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
       expect(await store.loadSession(b.session.chatId)).toEqual(b.session);
@@ -92,15 +108,15 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
 
     it('rejects a change of an unknown session', async () => {
       const c = newSession();
-      await expect(store.recordChange(c.session, [])).rejects.toThrow();
+      await expect(store.recordChange({ session: c.session, events: [] })).rejects.toThrow();
     });
 
     it('lists open sessions, not ended ones', async () => {
       const a = newSession(1000);
       const b = newSession(2000);
-      await store.createSession(a.session, a.events);
-      await store.createSession(b.session, b.events);
-      await store.recordChange({ ...b.session, state: 'ended', endedAt: 3000 }, []);
+      await store.createSession(a);
+      await store.createSession(b);
+      await store.recordChange({ session: { ...b.session, state: 'ended', endedAt: 3000 }, events: [] });
       const open = await store.listOpenSessions();
       expect(open.map((s) => s.chatId)).toContain(a.session.chatId);
       expect(open.map((s) => s.chatId)).not.toContain(b.session.chatId);
@@ -108,20 +124,55 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
 
     it('stores file bytes with the change that announces them', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
+      await store.createSession(c);
       const bytes = Buffer.from([0, 1, 2, 255]);
-      await store.saveFile({ chatId: c.session.chatId, fileId: 'f1', bytes }, c.session, []);
+      await store.recordChange({ session: c.session, events: [], file: { fileId: 'f1', bytes } });
       expect(await store.loadFile(c.session.chatId, 'f1')).toEqual(bytes);
       expect(await store.loadFile(c.session.chatId, 'nope')).toBeUndefined();
     });
 
+    it('commits the outbox with the change, and not at all when the change fails', async () => {
+      const c = subscribed();
+      await store.createSession(c);
+      const j = agentJoin(c.session, { agentId: 'a', nickname: 'Bob' }, 2000);
+      const n = notification(c.session, 'n1');
+      await store.recordChange({ ...j, outbox: [n] });
+      expect(await store.loadActiveNotifications()).toEqual([n]);
+      const skipped = { session: j.session, events: j.events.map((e) => ({ ...e, index: 99 })), outbox: [notification(c.session, 'n2')] };
+      await expect(store.recordChange(skipped)).rejects.toThrow();
+      expect((await store.loadActiveNotifications()).map((x) => x.id)).toEqual(['n1']);
+    });
+
+    it('updates notification states; final ones are no longer active', async () => {
+      const c = subscribed();
+      await store.createSession(c);
+      const a = notification(c.session, 'a');
+      const b = notification(c.session, 'b');
+      await store.saveNotifications([a, b]);
+      const delivered = afterAttempt(a, { kind: 'delivered' }, 3000, POLICY);
+      await store.saveNotifications([delivered, acknowledge(b, 3000)]);
+      expect(await store.loadActiveNotifications()).toEqual([delivered]);
+      await store.saveNotifications([acknowledge(delivered, 4000)]);
+      expect(await store.loadActiveNotifications()).toEqual([]);
+    });
+
     it('keeps everything across a restart', async () => {
       const c = newSession();
-      await store.createSession(c.session, c.events);
+      await store.createSession(c);
       await store.close();
       store = await fx.reopen();
       expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
       expect(await store.loadEvents(c.session.chatId, 1)).toEqual(c.events);
+    });
+
+    it('keeps active notifications across a restart', async () => {
+      const c = subscribed();
+      await store.createSession(c);
+      const n = notification(c.session, 'n-restart');
+      await store.saveNotifications([n]);
+      await store.close();
+      store = await fx.reopen();
+      expect(await store.loadActiveNotifications()).toEqual([n]);
     });
   });
 }

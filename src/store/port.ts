@@ -4,12 +4,23 @@
  *
  * Durability contract: when a returned promise resolves, the change is committed.
  */
+import type { Notification } from '../chat/notification.ts';
 import type { ChatEvent, Session, SessionState } from '../chat/types.ts';
 
 export interface StoredFile {
-  readonly chatId: string;
   readonly fileId: string;
   readonly bytes: Buffer;
+}
+
+/**
+ * One change of one session, committed atomically: its new state, the transcript events it appended, the
+ * push notifications it raised (the outbox), and the bytes of an uploaded file.
+ */
+export interface ChangeRecord {
+  readonly session: Session;
+  readonly events: readonly ChatEvent[];
+  readonly outbox?: readonly Notification[];
+  readonly file?: StoredFile;
 }
 
 export interface SessionSummary {
@@ -21,20 +32,19 @@ export interface SessionSummary {
 
 export interface Store {
   /** Records a new session with its first events. Fails if the chatId exists. */
-  createSession(session: Session, events: readonly ChatEvent[]): Promise<void>;
-  /**
-   * Records a change of a session: its new state and the events appended, atomically.
-   * Events must continue the stored index sequence.
-   */
-  recordChange(session: Session, events: readonly ChatEvent[]): Promise<void>;
+  createSession(change: ChangeRecord): Promise<void>;
+  /** Records a change of an existing session. Events must continue the stored index sequence. */
+  recordChange(change: ChangeRecord): Promise<void>;
   /** The session, or undefined. */
   loadSession(chatId: string): Promise<Session | undefined>;
   /** Transcript events with index >= fromIndex, in order. */
   loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]>;
   /** Sessions not ended, oldest first. */
   listOpenSessions(): Promise<SessionSummary[]>;
-  /** Stores file bytes together with the session change that announces the upload. */
-  saveFile(file: StoredFile, session: Session, events: readonly ChatEvent[]): Promise<void>;
   loadFile(chatId: string, fileId: string): Promise<Buffer | undefined>;
+  /** Stores the new delivery state of notifications (upsert by id). */
+  saveNotifications(notifications: readonly Notification[]): Promise<void>;
+  /** Notifications that are not final (pending, or delivered and awaiting acknowledgement). */
+  loadActiveNotifications(): Promise<Notification[]>;
   close(): Promise<void>;
 }

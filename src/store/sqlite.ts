@@ -8,9 +8,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { isFinal, type Notification } from '../chat/notification.ts';
 import type { ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
-import type { SessionSummary, Store, StoredFile } from './port.ts';
+import type { ChangeRecord, SessionSummary, Store } from './port.ts';
 
 export interface SqliteStoreOptions {
   readonly path: string;
@@ -38,6 +39,13 @@ const MIGRATIONS: readonly string[] = [
      bytes BLOB NOT NULL,
      PRIMARY KEY (chat_id, file_id)
    ) WITHOUT ROWID;`,
+  `CREATE TABLE notifications (
+     id TEXT PRIMARY KEY,
+     chat_id TEXT NOT NULL,
+     active INTEGER NOT NULL,
+     doc TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX notifications_active ON notifications (active) WHERE active = 1;`,
 ];
 
 interface PendingWrite {
@@ -85,31 +93,51 @@ class SqliteStore implements Store {
       ),
       insertFile: db.prepare('INSERT INTO files (chat_id, file_id, bytes) VALUES (?, ?, ?)'),
       loadFile: db.prepare('SELECT bytes FROM files WHERE chat_id = ? AND file_id = ?').pluck(),
+      upsertNotification: db.prepare(
+        'INSERT INTO notifications (id, chat_id, active, doc) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active, doc = excluded.doc',
+      ),
+      activeNotifications: db.prepare('SELECT doc FROM notifications WHERE active = 1').pluck(),
     };
   }
 
-  createSession(session: Session, events: readonly ChatEvent[]): Promise<void> {
+  createSession(c: ChangeRecord): Promise<void> {
     return this.write(() => {
-      this.stmt.insertSession.run(session.chatId, session.serviceName, session.state, session.updatedAt, JSON.stringify(session));
-      this.insertEvents(session.chatId, events);
+      const s = c.session;
+      this.stmt.insertSession.run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s));
+      this.applyRest(c);
     });
   }
 
-  recordChange(session: Session, events: readonly ChatEvent[]): Promise<void> {
-    return this.write(() => this.applyChange(session, events));
-  }
-
-  saveFile(file: StoredFile, session: Session, events: readonly ChatEvent[]): Promise<void> {
+  recordChange(c: ChangeRecord): Promise<void> {
     return this.write(() => {
-      this.stmt.insertFile.run(file.chatId, file.fileId, file.bytes);
-      this.applyChange(session, events);
+      const s = c.session;
+      const r = this.stmt.updateSession.run(s.state, s.updatedAt, JSON.stringify(s), s.chatId);
+      if (r.changes !== 1) throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
+      this.applyRest(c);
     });
   }
 
-  private applyChange(session: Session, events: readonly ChatEvent[]): void {
-    const r = this.stmt.updateSession.run(session.state, session.updatedAt, JSON.stringify(session), session.chatId);
-    if (r.changes !== 1) throw new ParleyError('UNKNOWN_CHAT', `no stored session ${session.chatId}`);
-    this.insertEvents(session.chatId, events);
+  saveNotifications(notifications: readonly Notification[]): Promise<void> {
+    if (notifications.length === 0) return Promise.resolve();
+    return this.write(() => {
+      for (const n of notifications) this.upsertNotification(n);
+    });
+  }
+
+  async loadActiveNotifications(): Promise<Notification[]> {
+    this.assertOpen();
+    return (this.stmt.activeNotifications.all() as string[]).map((d) => JSON.parse(d) as Notification);
+  }
+
+  /** Events, file and outbox of a change, inside the caller's transaction. */
+  private applyRest(c: ChangeRecord): void {
+    this.insertEvents(c.session.chatId, c.events);
+    if (c.file !== undefined) this.stmt.insertFile.run(c.session.chatId, c.file.fileId, c.file.bytes);
+    for (const n of c.outbox ?? []) this.upsertNotification(n);
+  }
+
+  private upsertNotification(n: Notification): void {
+    this.stmt.upsertNotification.run(n.id, n.chatId, isFinal(n) ? 0 : 1, JSON.stringify(n));
   }
 
   private insertEvents(chatId: string, events: readonly ChatEvent[]): void {

@@ -1,0 +1,200 @@
+/**
+ * The flex-push engine of a chat server node: the active part of the durable outbox in memory, attempts
+ * dispatched to the session's gateway node with bounded concurrency, every state change persisted.
+ *
+ * Time comes from the injected clock. `tick()` does one round of due work and resolves when the attempts it
+ * started are finished, so tests drive resends with a manual clock; `run()` drives it in production.
+ */
+import type { Clock } from '../clock.ts';
+import {
+  acknowledge,
+  afterAttempt,
+  beforeAttempt,
+  isFinal,
+  park,
+  unpark,
+  type DeliveryOutcome,
+  type Notification,
+  type ResendPolicy,
+} from '../chat/notification.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Store } from '../store/port.ts';
+import type { GatewayRegistry } from './gateway-registry.ts';
+
+export interface PushEngineDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly registry: GatewayRegistry;
+  readonly policy: ResendPolicy;
+  readonly maxInFlight: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+}
+
+const TICK_MS = 100;
+
+export class PushEngine {
+  private readonly active = new Map<string, Notification>();
+  private readonly byChat = new Map<string, Set<string>>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private kicked = false;
+  private running = false;
+
+  constructor(private readonly d: PushEngineDeps) {}
+
+  /** Loads what was not final when the process stopped: a restart resends it. */
+  async load(): Promise<void> {
+    for (const n of await this.d.store.loadActiveNotifications()) this.track(n);
+  }
+
+  /** Ticks every 100 ms and at once when work arrives. */
+  run(): void {
+    this.running = true;
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  get depth(): number {
+    return this.active.size;
+  }
+
+  /** Notifications just committed with their change. */
+  add(outbox: readonly Notification[]): void {
+    for (const n of outbox) {
+      this.track(n);
+      this.d.metrics.pushNotifications.inc({ event: 'created' });
+    }
+    if (outbox.length > 0) this.kick();
+  }
+
+  /** A refresh with the session's tokens: every notification of the session not yet final is acknowledged. */
+  acknowledge(chatId: string): void {
+    const ids = this.byChat.get(chatId);
+    if (ids === undefined) return;
+    const now = this.d.clock.now();
+    const done: Notification[] = [];
+    for (const id of ids) {
+      const n = this.active.get(id);
+      if (n === undefined || this.inFlight.has(id)) continue;
+      done.push(acknowledge(n, now));
+    }
+    for (const n of done) {
+      this.untrack(n);
+      this.d.metrics.pushNotifications.inc({ event: 'acked' });
+    }
+    this.persist(done);
+  }
+
+  /** Activity of a session: notifications parked for want of a gateway node become due again. */
+  activity(chatId: string): void {
+    const ids = this.byChat.get(chatId);
+    if (ids === undefined) return;
+    const now = this.d.clock.now();
+    let any = false;
+    for (const id of ids) {
+      const n = this.active.get(id);
+      if (n !== undefined && n.nextAttemptAt === null) {
+        this.active.set(id, unpark(n, now));
+        any = true;
+      }
+    }
+    if (any) this.kick();
+  }
+
+  /** One round: starts every due attempt that fits the concurrency bound; resolves when they finish. */
+  async tick(): Promise<void> {
+    const now = this.d.clock.now();
+    const started: Array<Promise<void>> = [];
+    for (const n of this.active.values()) {
+      if (this.inFlight.size >= this.d.maxInFlight) break;
+      if (n.nextAttemptAt === null || n.nextAttemptAt > now || this.inFlight.has(n.id)) continue;
+      const p = this.attempt(n).finally(() => this.inFlight.delete(n.id));
+      this.inFlight.set(n.id, p);
+      started.push(p);
+    }
+    this.d.metrics.pushOutboxDepth.set(this.active.size);
+    await Promise.all(started);
+  }
+
+  private async attempt(n: Notification): Promise<void> {
+    const now = this.d.clock.now();
+    const decision = beforeAttempt(n, now, this.d.policy);
+    if (decision !== 'send') return this.finish(decision);
+    const node = this.d.registry.pick(n.subscription.nodeGroup, n.chatId);
+    if (node === undefined) {
+      this.d.log.warn(
+        { chatId: n.chatId, notificationId: n.id, group: n.subscription.nodeGroup },
+        `push-flex: could not send notification - no gms node found in group=${n.subscription.nodeGroup}`,
+      );
+      this.d.metrics.pushNotifications.inc({ event: 'parked' });
+      return this.update(park(n, 'no gms node found in group'));
+    }
+    let outcome: DeliveryOutcome;
+    try {
+      outcome = await node.deliver(n);
+    } catch (err) {
+      outcome = { kind: 'retry', reason: err instanceof Error ? err.message : 'delivery failed' };
+    }
+    this.d.metrics.pushAttempts.inc({ result: outcome.kind });
+    // Acknowledged while the POST was in flight: the acknowledgement wins.
+    const current = this.active.get(n.id);
+    if (current === undefined) return;
+    const next = afterAttempt(current, outcome, this.d.clock.now(), this.d.policy);
+    if (next.sends > current.sends && current.sends === 0) this.d.metrics.pushNotifications.inc({ event: 'delivered' });
+    if (isFinal(next)) return this.finish(next);
+    this.update(next);
+  }
+
+  private finish(n: Notification): void {
+    if (n.state === 'failed') {
+      this.d.metrics.pushNotifications.inc({ event: 'failed' });
+      this.d.log.warn({ chatId: n.chatId, notificationId: n.id, attempts: n.attempts, reason: n.lastError }, 'push notification failed');
+    }
+    this.untrack(n);
+    this.persist([n]);
+  }
+
+  private update(n: Notification): void {
+    this.active.set(n.id, n);
+    this.persist([n]);
+  }
+
+  private persist(ns: readonly Notification[]): void {
+    if (ns.length === 0) return;
+    this.d.store.saveNotifications(ns).catch((err: unknown) => {
+      this.d.log.error({ err, count: ns.length }, 'could not store notification state');
+    });
+  }
+
+  private track(n: Notification): void {
+    if (isFinal(n)) return;
+    this.active.set(n.id, n);
+    let ids = this.byChat.get(n.chatId);
+    if (ids === undefined) this.byChat.set(n.chatId, (ids = new Set()));
+    ids.add(n.id);
+  }
+
+  private untrack(n: Notification): void {
+    this.active.delete(n.id);
+    const ids = this.byChat.get(n.chatId);
+    ids?.delete(n.id);
+    if (ids?.size === 0) this.byChat.delete(n.chatId);
+  }
+
+  private kick(): void {
+    if (!this.running || this.kicked) return;
+    this.kicked = true;
+    setImmediate(() => {
+      this.kicked = false;
+      void this.tick();
+    });
+  }
+}
