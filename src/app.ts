@@ -10,14 +10,23 @@ import { AgentOps } from './chat-server/agent-ops.ts';
 import { createAgentStream } from './chat-server/agent-stream.ts';
 import { ClientOps } from './chat-server/client-ops.ts';
 import { LiveSessions } from './chat-server/live-sessions.ts';
+import { notificationFor } from './chat/notification.ts';
+import type { ChatEvent, Session } from './chat/types.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config/catalogue.ts';
 import { ParleyError } from './errors.ts';
 import { CHAT_API_PREFIX, createChatApi } from './gateway/chat-api.ts';
+import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
 import { sendJson } from './http/respond.ts';
 import type { IdSource } from './ids.ts';
 import type { Logger } from './log.ts';
+import { counterValue, createMetrics, type Metrics } from './metrics.ts';
+import { PushEngine } from './push/engine.ts';
+import { GatewayRegistry } from './push/gateway-registry.ts';
+import { HttpDelivery } from './push/http-delivery.ts';
+import { backoffDelayMs, DEFAULT_BACKOFF } from './push/retry-policy.ts';
+import { parseAllowList } from './push/ssrf.ts';
 import type { Store } from './store/port.ts';
 
 export interface AppDeps {
@@ -25,20 +34,79 @@ export interface AppDeps {
   readonly clock: Clock;
   readonly ids: IdSource;
   readonly log: Logger;
+  /** Randomness of the backoff jitter; tests pass a fixed one. */
+  readonly random?: () => number;
+  /** false: the push engine does not tick by itself (tests call `push.tick()` after moving the clock). */
+  readonly autoPush?: boolean;
 }
 
 export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   readonly sessions: LiveSessions;
+  readonly push: PushEngine;
+  readonly registry: GatewayRegistry;
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
   const alias = config.node.appDbid;
-  const sessions = new LiveSessions(deps.store, alias);
+  const metrics = createMetrics();
+  const registry = new GatewayRegistry();
+  const random = deps.random ?? Math.random;
+  const push = new PushEngine({
+    store: deps.store,
+    clock: deps.clock,
+    registry,
+    policy: {
+      resendDelayMs: config.settings.flexPushResendDelayMs,
+      resendAttempts: config.settings.flexPushResendAttempts,
+      backoffMs: (failures) => backoffDelayMs(failures, DEFAULT_BACKOFF, random),
+    },
+    maxInFlight: config.push.maxConcurrency,
+    log: deps.log.child({ component: 'push' }),
+    metrics,
+  });
+  const outboxFor = (session: Session, events: readonly ChatEvent[]) => {
+    if (!config.settings.flexPushEnabled) return [];
+    const n = notificationFor(session, events, { id: deps.ids.notificationId(), now: deps.clock.now(), content: config.settings.flexPushContent });
+    return n === undefined ? [] : [n];
+  };
+  const sessions = new LiveSessions(deps.store, alias, outboxFor);
+  sessions.subscribe((_session, events, outbox) => {
+    push.add(outbox);
+    for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
+  });
   await sessions.loadOpen();
-  const client = new ClientOps({ sessions, clock: deps.clock, ids: deps.ids, alias, fileLimits: config.fileTransfer });
+  await push.load();
+
+  // The gateway of this process joins its node group, as GMS does with enable_notification_mode=true.
+  let delivery: HttpDelivery | undefined;
+  if (config.chat.enableNotificationMode) {
+    delivery = new HttpDelivery({
+      timeoutMs: config.push.requestTimeoutMs,
+      connectionsPerOrigin: config.push.maxConcurrency,
+      allow: parseAllowList(config.push.allowedNetworks),
+    });
+    registry.register(
+      createCustomHttpNode({ nodeId: `gms-${alias}`, config, delivery, clock: deps.clock, log: deps.log.child({ component: 'customhttp' }) }),
+    );
+  }
+  if (deps.autoPush ?? true) push.run();
+
+  const client = new ClientOps({
+    sessions,
+    clock: deps.clock,
+    ids: deps.ids,
+    alias,
+    fileLimits: config.fileTransfer,
+    push: {
+      enabled: config.settings.flexPushEnabled,
+      onJoin: config.settings.flexPushOnJoin,
+      hooks: { acknowledge: (chatId) => push.acknowledge(chatId), activity: (chatId) => push.activity(chatId) },
+    },
+  });
   const directory = new AgentDirectory(config.agents, deps.clock, deps.ids);
   const agentOps = new AgentOps(sessions, deps.clock);
   const chatApi = createChatApi({
@@ -71,12 +139,37 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
       return;
     }
     if (path === '/health' && req.method === 'GET') {
-      sendJson(res, 200, { status: 'ok', app_dbid: alias, process_os_pid: process.pid, sessions: sessions.size });
+      void health().then((body) => sendJson(res, 200, body));
+      return;
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      void metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      });
       return;
     }
     req.resume();
     const err = new ParleyError('NOT_FOUND');
     sendJson(res, 404, { error: { code: err.code, message: err.message } });
+  }
+
+  async function health() {
+    const n = metrics.pushNotifications;
+    return {
+      status: 'ok',
+      app_dbid: alias,
+      process_os_pid: process.pid,
+      sessions: sessions.size,
+      push: {
+        outbox_depth: push.depth,
+        gateway_nodes: registry.size,
+        created: await counterValue(n, { event: 'created' }),
+        delivered: await counterValue(n, { event: 'delivered' }),
+        acked: await counterValue(n, { event: 'acked' }),
+        failed: await counterValue(n, { event: 'failed' }),
+      },
+    };
   }
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -89,8 +182,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     handle,
     upgrade,
     sessions,
+    push,
+    registry,
+    metrics,
     async close() {
       agentStream.close();
+      await push.stop();
+      await delivery?.close();
       await deps.store.close();
     },
   };

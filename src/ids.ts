@@ -12,6 +12,8 @@ export interface IdSource {
   fileId(): string;
   /** A bearer token. */
   token(): string;
+  /** A push notification id (also the webhook-id). */
+  notificationId(): string;
 }
 
 const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -29,6 +31,7 @@ export function createRandomIds(): IdSource {
     secureKey: () => randomBytes(10).toString('hex'),
     fileId: () => base62(randomBytes(12)),
     token: () => randomBytes(24).toString('base64url'),
+    notificationId: () => `ntf_${randomBytes(12).toString('base64url')}`,
   };
 }
 
@@ -42,5 +45,6 @@ export function createSequentialIds(prefix = 'T'): IdSource {
     secureKey: () => next(20).toLowerCase(),
     fileId: () => `F${next(11)}`,
     token: () => `tok${next(20)}`,
+    notificationId: () => `ntf_${next(12)}`,
   };
 }

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { parseConfig } from '../src/config/load.ts';
 import type { Config } from '../src/config/catalogue.ts';
-import { silentLogger } from '../src/log.ts';
-import { startAll, type Running } from '../src/roles/start.ts';
+import { silentLogger, type Logger } from '../src/log.ts';
+import { startAll, type Running, type StartOptions } from '../src/roles/start.ts';
 
 export const SERVICE = 'customer-support';
 
@@ -49,11 +49,19 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts Parley on port 0 with `BASE_INI` plus `extraIni`; `env` overrides as PARLEY_* would. */
-export async function startTestServer(extraIni = '', env: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * Starts Parley on port 0 with `BASE_INI` plus `extraIni`; `env` overrides as PARLEY_* would; `opts` injects
+ * a clock, jitter randomness or manual push ticking (`autoPush: false`).
+ */
+export async function startTestServer(
+  extraIni = '',
+  env: Record<string, string> = {},
+  opts: Partial<StartOptions> = {},
+): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'parley-test-'));
   const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_STORE_PATH: join(dir, 'parley.db'), ...env });
-  let running = await startAll(config, { log: silentLogger });
+  const startOpts: StartOptions = { log: silentLogger, ...opts };
+  let running = await startAll(config, startOpts);
   const server: TestServer = {
     get url() {
       return running.url;
@@ -68,7 +76,7 @@ export async function startTestServer(extraIni = '', env: Record<string, string>
     },
     async restart() {
       await running.close();
-      running = await startAll(config, { log: silentLogger });
+      running = await startAll(config, startOpts);
     },
     async close() {
       await running.close();
@@ -76,6 +84,14 @@ export async function startTestServer(extraIni = '', env: Record<string, string>
     },
   };
   return server;
+}
+
+/** A logger that keeps every line, for tests that check what was logged. */
+export function memoryLogger(): Logger & { lines: Array<{ level: string; obj: object; msg: string | undefined }> } {
+  const lines: Array<{ level: string; obj: object; msg: string | undefined }> = [];
+  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, obj, msg });
+  const log = { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => log };
+  return log;
 }
 
 export interface ApiResponse {

@@ -13,6 +13,7 @@ import {
   type FileLimits,
 } from '../chat/file-limits.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { mentionsPush, parseSubscription } from '../chat/push-subscription.ts';
 import { eventsFrom, type Position } from '../chat/transcript.ts';
 import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
@@ -55,21 +56,36 @@ export interface UploadInput {
   readonly description?: string | undefined;
 }
 
+/** What the push engine needs to hear from client requests. */
+export interface PushHooks {
+  /** A successful refresh with the session's tokens acknowledges its notifications. */
+  acknowledge(chatId: string): void;
+  /** Any request of the session: notifications parked for want of a gateway node are retried. */
+  activity(chatId: string): void;
+}
+
 export interface ClientOpsDeps {
   readonly sessions: LiveSessions;
   readonly clock: Clock;
   readonly ids: IdSource;
   readonly alias: string;
   readonly fileLimits: FileLimits;
+  readonly push?: {
+    readonly enabled: boolean;
+    readonly onJoin: boolean;
+    readonly hooks: PushHooks;
+  };
 }
 
 export class ClientOps {
   constructor(private readonly d: ClientOpsDeps) {}
 
   async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
+    const subscription = this.subscription(input.userData ?? {});
     const change = core.openSession(
       {
         ...input,
+        ...(subscription === undefined ? {} : { push: { subscription, active: this.d.push?.onJoin ?? false } }),
         serviceName,
         chatId: this.d.ids.chatId(),
         secureKey: this.d.ids.secureKey(),
@@ -85,7 +101,11 @@ export class ClientOps {
   async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
-      if (op.op === 'refresh') return reply(entry, position);
+      await this.touchPush(entry);
+      if (op.op === 'refresh') {
+        this.d.push?.hooks.acknowledge(chatId);
+        return reply(entry, position);
+      }
       if (op.op === 'fileLimits') return this.limits(entry);
       if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
       await this.d.sessions.commit(entry, this.apply(entry.session, op));
@@ -110,8 +130,13 @@ export class ClientOps {
         return core.say(s, me, 'PushUrl', { text: checkPushUrl(op.pushUrl) }, now);
       case 'updateNickname':
         return core.updateNickname(s, me, op.nickname, now);
-      case 'updateData':
-        return core.updateData(s, op.userData, now);
+      case 'updateData': {
+        const merged = core.updateData(s, op.userData, now);
+        if (!mentionsPush(op.userData)) return merged;
+        const subscription = this.subscription(merged.session.userData);
+        // A subscription asked for on a running session is acknowledged at once: the client is here.
+        return subscription === undefined ? merged : core.subscribe(merged.session, { subscription, active: true }, now);
+      }
       case 'customNotice':
         return core.say(s, me, 'CustomNotice', { text: op.message, messageType: op.messageType }, now);
       case 'readReceipt':
@@ -122,6 +147,22 @@ export class ClientOps {
         return core.deleteFile(s, me, op.fileId, now);
       }
     }
+  }
+
+  /** The push subscription the userData asks for; an error when it is malformed or push is disabled. */
+  private subscription(userData: Readonly<Record<string, string>>) {
+    const sub = parseSubscription(userData);
+    if (sub !== undefined && this.d.push?.enabled !== true) {
+      throw new ParleyError('INVALID_PARAMETER', 'Push notifications are disabled on this chat server (flex-push-enabled=false).');
+    }
+    return sub;
+  }
+
+  /** Every request: acknowledges a pending subscription, and lets parked notifications try again. */
+  private async touchPush(entry: LiveSession): Promise<void> {
+    if (entry.session.push === undefined) return;
+    if (!entry.session.push.active) await this.d.sessions.commit(entry, core.activatePush(entry.session, this.d.clock.now()));
+    this.d.push?.hooks.activity(entry.session.chatId);
   }
 
   /** The limits arrive as a Notice `file-client-cfg-get` that is not part of the transcript (wire facts §7). */

@@ -11,6 +11,7 @@ import {
   type FileMeta,
   type Participant,
   type Party,
+  type PushState,
   type Session,
 } from './types.ts';
 
@@ -27,6 +28,7 @@ export interface OpenSessionInput {
   readonly emailAddress?: string;
   readonly text?: string;
   readonly userData?: Readonly<Record<string, string>>;
+  readonly push?: PushState;
 }
 
 export interface EventFields {
@@ -107,6 +109,7 @@ export function openSession(input: OpenSessionInput, now: number): Change {
     lastIndex: 0,
     files: [],
     clientReadPosition: 0,
+    ...(input.push === undefined ? {} : { push: input.push }),
   };
   const specs: Array<{ from: Party; type: EventType; fields?: EventFields }> = [
     { from: party(client), type: 'ParticipantJoined' },
@@ -155,6 +158,18 @@ export function updateNickname(s: Session, participantId: number, nickname: stri
 export function updateData(s: Session, userData: Readonly<Record<string, string>>, now: number): Change {
   assertOpen(s);
   return { session: { ...s, userData: { ...s.userData, ...userData }, updatedAt: now }, events: [] };
+}
+
+/** A push subscription on a running session (updateData with the push keys); no transcript event. */
+export function subscribe(s: Session, push: PushState, now: number): Change {
+  assertOpen(s);
+  return { session: { ...s, push, updatedAt: now }, events: [] };
+}
+
+/** The subscription is acknowledged (without flex-push-on-join: at the first request after Request Chat). */
+export function activatePush(s: Session, now: number): Change {
+  if (s.push === undefined || s.push.active) return { session: s, events: [] };
+  return { session: { ...s, push: { ...s.push, active: true }, updatedAt: now }, events: [] };
 }
 
 export function readReceipt(s: Session, position: number, now: number): Change {

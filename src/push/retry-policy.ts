@@ -2,14 +2,14 @@
  * Pure delivery decisions of the push engine: what one attempt's result means, and how long to wait
  * before the next one. No clock or randomness of its own: `nowMs` and `random` are passed in.
  */
+import type { DeliveryOutcome } from '../chat/notification.ts';
+
 export type AttemptResult =
   | { readonly status: number; readonly headers?: Readonly<Record<string, string | readonly string[] | undefined>> }
   | { readonly error: string }; // e.g. 'timeout', 'ECONNREFUSED', 'ECONNRESET', 'EPUSHFORBIDDEN'
 
-export type AttemptOutcome =
-  | { readonly kind: 'delivered' }
-  | { readonly kind: 'retry'; readonly reason: string; readonly retryAfterMs?: number }
-  | { readonly kind: 'gone'; readonly reason: string };
+/** What the notification lifecycle (src/chat/notification.ts) is told after a POST. */
+export type AttemptOutcome = DeliveryOutcome;
 
 /** The longest Retry-After Parley honours. */
 export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;

@@ -16,9 +16,24 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function startAll(config: Config, opts: { log: Logger; clock?: Clock; ids?: IdSource }): Promise<Running> {
+export interface StartOptions {
+  readonly log: Logger;
+  readonly clock?: Clock;
+  readonly ids?: IdSource;
+  readonly random?: () => number;
+  readonly autoPush?: boolean;
+}
+
+export async function startAll(config: Config, opts: StartOptions): Promise<Running> {
   const store = openSqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
-  const app = await buildApp(config, { store, clock: opts.clock ?? systemClock, ids: opts.ids ?? createRandomIds(), log: opts.log });
+  const app = await buildApp(config, {
+    store,
+    clock: opts.clock ?? systemClock,
+    ids: opts.ids ?? createRandomIds(),
+    log: opts.log,
+    ...(opts.random === undefined ? {} : { random: opts.random }),
+    ...(opts.autoPush === undefined ? {} : { autoPush: opts.autoPush }),
+  });
   const server = createServer({ keepAliveTimeout: 65_000 }, app.handle);
   server.on('upgrade', app.upgrade);
   server.on('clientError', (_err, socket) => {

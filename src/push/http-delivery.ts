@@ -1,0 +1,77 @@
+/**
+ * POSTs to push targets: one undici Pool per target origin (keep-alive, bounded connections), a request
+ * timeout, and the SSRF guard on every connection (the lookup) and on IP-literal hosts (which undici
+ * connects to without a lookup).
+ */
+import { isIP } from 'node:net';
+import { Pool } from 'undici';
+import type { AttemptResult } from './retry-policy.ts';
+import { guardedLookup, type NetworkAllowList } from './ssrf.ts';
+
+export interface HttpDeliveryOptions {
+  readonly timeoutMs: number;
+  readonly connectionsPerOrigin: number;
+  readonly allow: NetworkAllowList;
+}
+
+export class HttpDelivery {
+  private readonly pools = new Map<string, Pool>();
+  private readonly lookup;
+
+  constructor(private readonly o: HttpDeliveryOptions) {
+    this.lookup = guardedLookup(o.allow);
+  }
+
+  async post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return { error: 'EPUSHFORBIDDEN' };
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return { error: 'EPUSHFORBIDDEN' };
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host) !== 0 && !this.o.allow.allows(host)) return { error: 'EPUSHFORBIDDEN' };
+    try {
+      const res = await this.pool(u.origin).request({
+        method: 'POST',
+        path: `${u.pathname}${u.search}`,
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        body,
+        headersTimeout: this.o.timeoutMs,
+        bodyTimeout: this.o.timeoutMs,
+      });
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      return { status: res.statusCode, headers: res.headers as Record<string, string | string[] | undefined> };
+    } catch (err) {
+      return { error: errorCode(err) };
+    }
+  }
+
+  private pool(origin: string): Pool {
+    let p = this.pools.get(origin);
+    if (p === undefined) {
+      p = new Pool(origin, {
+        connections: this.o.connectionsPerOrigin,
+        pipelining: 1,
+        connect: { lookup: this.lookup, timeout: this.o.timeoutMs },
+        keepAliveTimeout: 30_000,
+      });
+      this.pools.set(origin, p);
+    }
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
+    this.pools.clear();
+  }
+}
+
+function errorCode(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown }; name?: unknown };
+  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'timeout';
+  if (code === 'EPUSHFORBIDDEN') return code;
+  return code ?? (typeof e.name === 'string' ? e.name : 'error');
+}
