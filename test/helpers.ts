@@ -94,6 +94,12 @@ export function memoryLogger(): Logger & { lines: Array<{ level: string; obj: ob
   return log;
 }
 
+/** GET /health of a server. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function getHealth(base: string): Promise<any> {
+  return (await fetch(`${base}/health`)).json();
+}
+
 export interface ApiResponse {
   readonly status: number;
   readonly headers: Headers;

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
 import { verifyWebhook } from '../src/push/signing.ts';
-import { AgentClient, ChatClient, memoryLogger, postForm, startTestServer, type TestServer } from './helpers.ts';
+import { AgentClient, ChatClient, getHealth, memoryLogger, postForm, startTestServer, type TestServer } from './helpers.ts';
 import { pushIni, pushUserData, startFakeReceiver, type FakeReceiver } from './receiver-fixture.ts';
 
 let srv: TestServer | undefined;
@@ -108,7 +108,7 @@ describe('customhttp notifications', () => {
   it('refuses an incomplete subscription or an unknown device type at Request Chat', async () => {
     const { srv } = await setup();
     const url = `${srv.url}/genesys/2/chat/customer-support`;
-    const before = (await (await fetch(`${srv.url}/health`)).json()).sessions;
+    const before = (await getHealth(srv.url)).sessions;
     const noGroup = await postForm(url, { nickname: 'A', 'userData[GCTI_Chat_PushSubscribe]': 'true', 'userData[GCTI_GMS_PushDeviceId]': 'd', 'userData[GCTI_GMS_PushDeviceType]': 'customhttp' });
     expect(noGroup.status).toBe(400);
     expect(noGroup.body.errors[0]).toMatchObject({ code: 101, advice: expect.stringContaining('GCTI_GMS_NodeGroup') });
@@ -117,7 +117,7 @@ describe('customhttp notifications', () => {
     expect(fcm.body.errors[0]).toMatchObject({ code: 102, advice: expect.stringContaining('customhttp') });
     const notBool = await postForm(url, { nickname: 'A', ...pushUserData('d', { GCTI_GMS_PushResend: 'maybe' }) });
     expect(notBool.status).toBe(400);
-    expect((await (await fetch(`${srv.url}/health`)).json()).sessions).toBe(before);
+    expect((await getHealth(srv.url)).sessions).toBe(before);
   });
 
   it('refuses a subscription when flex-push-enabled is false', async () => {
@@ -199,7 +199,7 @@ describe('reliable delivery (GCTI_GMS_PushResend) on a manual clock', () => {
     clock.advance(60_000);
     await push.tick();
     expect(rcv.received).toHaveLength(3);
-    const health = await (await fetch(`${srv.url}/health`)).json();
+    const health = await getHealth(srv.url);
     expect(health.push).toMatchObject({ outbox_depth: 0, acked: 1, failed: 0 });
   });
 
@@ -213,7 +213,7 @@ describe('reliable delivery (GCTI_GMS_PushResend) on a manual clock', () => {
       clock.advance(15_000);
     }
     expect(rcv.received).toHaveLength(4); // the first POST and 3 resends
-    const health = await (await fetch(`${srv.url}/health`)).json();
+    const health = await getHealth(srv.url);
     expect(health.push).toMatchObject({ outbox_depth: 0, failed: 1 });
     expect(log.lines.some((l) => l.msg === 'push notification failed')).toBe(true);
     const metrics = await (await fetch(`${srv.url}/metrics`)).text();
