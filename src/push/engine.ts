@@ -83,13 +83,14 @@ export class PushEngine {
     const done: Notification[] = [];
     for (const id of ids) {
       const n = this.active.get(id);
-      if (n === undefined || this.inFlight.has(id)) continue;
-      done.push(acknowledge(n, now));
-    }
-    for (const n of done) {
-      this.untrack(n);
+      if (n === undefined || isFinal(n)) continue;
+      const acked = acknowledge(n, now);
       this.d.metrics.pushNotifications.inc({ event: 'acked' });
+      // A POST in flight finishes the acknowledged notification when it returns (see attempt()).
+      if (this.inFlight.has(id)) this.active.set(id, acked);
+      else done.push(acked);
     }
+    for (const n of done) this.untrack(n);
     this.persist(done);
   }
 
@@ -147,6 +148,7 @@ export class PushEngine {
     // Acknowledged while the POST was in flight: the acknowledgement wins.
     const current = this.active.get(n.id);
     if (current === undefined) return;
+    if (isFinal(current)) return this.finish(current);
     const next = afterAttempt(current, outcome, this.d.clock.now(), this.d.policy);
     if (next.sends > current.sends && current.sends === 0) this.d.metrics.pushNotifications.inc({ event: 'delivered' });
     if (isFinal(next)) return this.finish(next);
