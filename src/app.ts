@@ -10,6 +10,7 @@ import { AgentOps } from './chat-server/agent-ops.ts';
 import { createAgentStream } from './chat-server/agent-stream.ts';
 import { ClientOps } from './chat-server/client-ops.ts';
 import { LiveSessions } from './chat-server/live-sessions.ts';
+import { SessionTimers } from './chat-server/session-timers.ts';
 import { notificationFor } from './chat/notification.ts';
 import type { ChatEvent, Session } from './chat/types.ts';
 import type { Clock } from './clock.ts';
@@ -45,6 +46,7 @@ export interface App {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   readonly sessions: LiveSessions;
   readonly push: PushEngine;
+  readonly timers: SessionTimers;
   readonly registry: GatewayRegistry;
   readonly metrics: Metrics;
   close(): Promise<void>;
@@ -74,11 +76,40 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     return n === undefined ? [] : [n];
   };
   const sessions = new LiveSessions(deps.store, alias, outboxFor);
-  sessions.subscribe((_session, events, outbox) => {
+  const timers = new SessionTimers(
+    sessions,
+    deps.clock,
+    {
+      idle: {
+        async: {
+          alertMs: config.settings.asyncIdleAlertMs,
+          closeMs: config.settings.asyncIdleCloseMs,
+          notices: config.settings.asyncIdleNotices,
+        },
+        inactivity: {
+          enabled: config.inactivity.enabled,
+          notices: config.inactivity.includeNotices,
+          alertMs: config.inactivity.timeoutAlertMs,
+          alert2Ms: config.inactivity.timeoutAlert2Ms,
+          closeMs: config.inactivity.timeoutCloseMs,
+          messageAlert: config.inactivity.messageAlert,
+          messageAlert2: config.inactivity.messageAlert2,
+          messageClose: config.inactivity.messageClose,
+        },
+        lastAgentMs: config.routing.lastAgentTimeoutMs,
+      },
+      flexDisconnectMs: config.settings.flexDisconnectTimeoutMs,
+      flexPushMs: config.settings.flexPushTimeoutMs,
+    },
+    deps.log.child({ component: 'timers' }),
+  );
+  sessions.subscribe((session, events, outbox) => {
     push.add(outbox);
+    if (events.length > 0) timers.changed(session);
     for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
   });
   await sessions.loadOpen();
+  for (const { session } of sessions.all()) timers.track(session);
   await push.load();
 
   // The gateway of this process joins its node group, as GMS does with enable_notification_mode=true.
@@ -93,7 +124,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
       createCustomHttpNode({ nodeId: `gms-${alias}`, config, delivery, clock: deps.clock, log: deps.log.child({ component: 'customhttp' }) }),
     );
   }
-  if (deps.autoPush ?? true) push.run();
+  if (deps.autoPush ?? true) {
+    push.run();
+    timers.run();
+  }
 
   const client = new ClientOps({
     sessions,
@@ -101,14 +135,26 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     ids: deps.ids,
     alias,
     fileLimits: config.fileTransfer,
-    push: {
-      enabled: config.settings.flexPushEnabled,
-      onJoin: config.settings.flexPushOnJoin,
-      hooks: { acknowledge: (chatId) => push.acknowledge(chatId), activity: (chatId) => push.activity(chatId) },
+    push: { enabled: config.settings.flexPushEnabled, onJoin: config.settings.flexPushOnJoin },
+    asyncServices: new Set([...config.services.values()].filter((s) => s.asyncMode).map((s) => s.name)),
+    lastAgentMs: config.routing.lastAgentTimeoutMs,
+    hooks: {
+      created: (session) => {
+        timers.track(session);
+        metrics.chatSessionsCreated.inc();
+      },
+      requested: (chatId) => {
+        timers.requested(chatId);
+        push.activity(chatId);
+      },
+      refreshed: (chatId) => push.acknowledge(chatId),
     },
   });
   const directory = new AgentDirectory(config.agents, deps.clock, deps.ids);
-  const agentOps = new AgentOps(sessions, deps.clock);
+  const agentOps = new AgentOps(sessions, deps.clock, {
+    transferMs: config.routing.lastAgentTimeoutMs,
+    agentExists: (id) => config.agents.has(id),
+  });
   const chatApi = createChatApi({
     node: client,
     services: new Set(config.services.keys()),
@@ -123,7 +169,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     },
   });
   const agentApi = createAgentApi({ directory, ops: agentOps });
-  const agentStream = createAgentStream({ directory, ops: agentOps, sessions });
+  const agentStream = createAgentStream({ clock: deps.clock, directory, ops: agentOps, sessions });
   const cors = config.http.corsAllowedOrigins;
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -183,10 +229,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     upgrade,
     sessions,
     push,
+    timers,
     registry,
     metrics,
     async close() {
       agentStream.close();
+      timers.stop();
       await push.stop();
       await delivery?.close();
       await deps.store.close();

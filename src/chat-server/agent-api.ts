@@ -73,6 +73,14 @@ export function createAgentApi(o: AgentApiOptions) {
       if (parts[0] === 'me' && parts.length === 1 && method === 'GET') {
         return sendJson(res, 200, { agent: publicAgent(agent) });
       }
+      if (parts[0] === 'agents' && parts.length === 1 && method === 'GET') {
+        return sendJson(res, 200, { agents: o.directory.list().map((a) => ({ ...publicAgent(a), activeChats: o.ops.activeChatCount(a.agentId), online: o.directory.isOnline(a.agentId) })) });
+      }
+      if (parts[0] === 'history' && parts.length === 1 && method === 'GET') {
+        const limit = Number(query.get('limit') ?? '50');
+        if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new ParleyError('INVALID_PARAMETER', 'limit must be an integer 1..500.');
+        return sendJson(res, 200, { chats: await o.ops.history(limit) });
+      }
       if (parts[0] !== 'chats') throw new ParleyError('NOT_FOUND');
       if (parts.length === 1) {
         if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
@@ -109,6 +117,12 @@ function action(ops: AgentOps, agent: AgentAccount, chatId: string, name: string
     }
     case 'leave':
       return ops.leave(agent, chatId);
+    case 'hold':
+      return ops.hold(agent, chatId);
+    case 'resume':
+      return ops.accept(agent, chatId);
+    case 'transfer':
+      return ops.transfer(agent, chatId, str(body, 'toAgentId', false));
     case 'close':
       return ops.close(agent, chatId);
     default:

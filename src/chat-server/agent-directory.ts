@@ -58,4 +58,15 @@ export class AgentDirectory {
   signOut(token: string): void {
     this.tokens.delete(token);
   }
+
+  list(): AgentAccount[] {
+    return [...this.accounts.values()];
+  }
+
+  /** Signed in: holds a token that has not expired. */
+  isOnline(agentId: string): boolean {
+    const now = this.clock.now();
+    for (const t of this.tokens.values()) if (t.agentId === agentId && t.expiresAt > now) return true;
+    return false;
+  }
 }

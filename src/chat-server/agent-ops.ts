@@ -1,5 +1,10 @@
-/** What an agent can do on a chat server node: see the queue, accept, talk, leave, close. */
+/**
+ * What an agent can do on a chat server node: see the chats offered to it, its own chats and its workbin;
+ * accept, talk, hold (async chats sleep in the workbin), resume, transfer, leave, close; read the contact
+ * history.
+ */
 import type { Clock } from '../clock.ts';
+import { canTake, hold, offeredTo, transfer } from '../chat/routing.ts';
 import * as core from '../chat/session.ts';
 import type { Change, ChatEvent, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
@@ -16,6 +21,12 @@ export interface ChatSummary {
   readonly updatedAt: number;
   readonly lastIndex: number;
   readonly agents: readonly string[];
+  readonly asyncMode: boolean;
+  /** Dormant: whose workbin. */
+  readonly workbinAgentId?: string;
+  /** Waiting: offered only to this agent until `routedUntil`. */
+  readonly routedTo?: string;
+  readonly routedUntil?: number;
 }
 
 export function summarize(s: Session): ChatSummary {
@@ -29,12 +40,34 @@ export function summarize(s: Session): ChatSummary {
     updatedAt: s.updatedAt,
     lastIndex: s.lastIndex,
     agents: core.activeAgents(s).map((p) => p.agentId ?? ''),
+    asyncMode: s.asyncMode,
+    ...(s.workbin === undefined ? {} : { workbinAgentId: s.workbin.agentId }),
+    ...(s.routing === undefined ? {} : { routedTo: s.routing.agentId, routedUntil: s.routing.until }),
   };
 }
 
 export interface AgentView {
   readonly session: Session;
   readonly events: readonly ChatEvent[];
+}
+
+export interface Overview {
+  /** Waiting chats offered to this agent, longest waiting first. */
+  readonly waiting: ChatSummary[];
+  /** Chats the agent is in. */
+  readonly mine: ChatSummary[];
+  /** The agent's dormant (on hold) chats. */
+  readonly workbin: ChatSummary[];
+}
+
+export interface AgentOpsOptions {
+  /** How long a transferred chat is offered only to its target agent. */
+  readonly transferMs: number;
+  readonly agentExists: (agentId: string) => boolean;
+}
+
+export function isIn(s: Session, agentId: string): boolean {
+  return core.activeAgents(s).some((p) => p.agentId === agentId);
 }
 
 export class AgentOps {
@@ -44,18 +77,20 @@ export class AgentOps {
   constructor(
     private readonly sessions: LiveSessions,
     private readonly clock: Clock,
+    private readonly opts: AgentOpsOptions,
   ) {}
 
-  /** Waiting chats (oldest first) and the agent's own chats. */
-  overview(agent: AgentAccount): { waiting: ChatSummary[]; mine: ChatSummary[] } {
-    const waiting: ChatSummary[] = [];
-    const mine: ChatSummary[] = [];
-    for (const { session } of this.sessions.all()) {
-      if (session.state === 'waiting') waiting.push(summarize(session));
-      else if (session.state === 'active' && isIn(session, agent.agentId)) mine.push(summarize(session));
+  overview(agent: AgentAccount): Overview {
+    const now = this.clock.now();
+    const o: Overview = { waiting: [], mine: [], workbin: [] };
+    for (const { session: s } of this.sessions.all()) {
+      if (offeredTo(s, agent.agentId, now)) o.waiting.push(summarize(s));
+      else if (s.state === 'active' && isIn(s, agent.agentId)) o.mine.push(summarize(s));
+      else if (s.state === 'dormant' && s.workbin?.agentId === agent.agentId) o.workbin.push(summarize(s));
     }
-    waiting.sort((a, b) => a.createdAt - b.createdAt);
-    return { waiting, mine };
+    o.waiting.sort((a, b) => a.updatedAt - b.updatedAt);
+    o.workbin.sort((a, b) => b.updatedAt - a.updatedAt);
+    return o;
   }
 
   activeChatCount(agentId: string): number {
@@ -64,13 +99,18 @@ export class AgentOps {
     return n;
   }
 
-  /** Accepts a waiting chat. Of two agents accepting at once exactly one wins. */
+  /**
+   * Takes a chat: a waiting one offered to the agent, or a dormant one from the agent's own workbin (resume).
+   * Of two agents taking the same chat at once exactly one wins.
+   */
   accept(agent: AgentAccount, chatId: string): Promise<AgentView> {
     return this.sessions.serial(chatId, async (entry) => {
       const s = entry.session;
       core.assertOpen(s);
-      if (isIn(s, agent.agentId)) return { session: s, events: entry.events };
-      if (s.state !== 'waiting') throw new ParleyError('CHAT_ALREADY_TAKEN');
+      if (isIn(s, agent.agentId)) return view(entry);
+      if (!canTake(s, agent.agentId, this.clock.now())) {
+        throw new ParleyError('CHAT_ALREADY_TAKEN', s.state === 'dormant' ? 'The chat is in another agent\u2019s workbin.' : undefined);
+      }
       // Accepts of different chats run concurrently; the reservation makes the capacity check and the
       // claim one synchronous step, so concurrent accepts cannot exceed max-chats.
       const reserved = this.reserved.get(agent.agentId) ?? 0;
@@ -83,7 +123,7 @@ export class AgentOps {
         if (left === 0) this.reserved.delete(agent.agentId);
         else this.reserved.set(agent.agentId, left);
       }
-      return { session: entry.session, events: entry.events };
+      return view(entry);
     });
   }
 
@@ -104,28 +144,46 @@ export class AgentOps {
     return this.act(agent, chatId, (s, _pid, now) => core.agentClose(s, agent.agentId, now));
   }
 
-  /** The transcript of a chat the agent is in, or of a waiting chat (to look before accepting). */
+  /** Puts an async chat on hold: the agent leaves and the chat sleeps in the agent's workbin. */
+  hold(agent: AgentAccount, chatId: string): Promise<AgentView> {
+    return this.act(agent, chatId, (s, _pid, now) => hold(s, agent.agentId, now));
+  }
+
+  /** Hands the chat to another agent, or back to the queue when `toAgentId` is undefined. */
+  transfer(agent: AgentAccount, chatId: string, toAgentId: string | undefined): Promise<AgentView> {
+    if (toAgentId !== undefined && !this.opts.agentExists(toAgentId)) {
+      return Promise.reject(new ParleyError('INVALID_PARAMETER', `No agent "${toAgentId.slice(0, 64)}".`));
+    }
+    return this.act(agent, chatId, (s, _pid, now) => transfer(s, agent.agentId, toAgentId, this.opts.transferMs, now));
+  }
+
+  /**
+   * The transcript of a chat: one the agent is in or is offered, or any dormant or ended chat (contact
+   * history). Another agent's live chat stays private.
+   */
   async transcript(agent: AgentAccount, chatId: string): Promise<AgentView> {
     const entry = await this.sessions.get(chatId);
     const s = entry.session;
-    if (s.state !== 'waiting' && !isIn(s, agent.agentId)) throw new ParleyError('AGENT_NOT_IN_CHAT');
-    return { session: s, events: entry.events };
+    const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
+    if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
+    return view(entry);
   }
 
-  private act(
-    agent: AgentAccount,
-    chatId: string,
-    fn: (s: Session, participantId: number, now: number) => Change,
-  ): Promise<AgentView> {
+  /** Contact history: the most recent dormant and ended chats. */
+  async history(limit: number): Promise<ChatSummary[]> {
+    return (await this.sessions.recent(['dormant', 'ended'], limit)).map(summarize);
+  }
+
+  private act(agent: AgentAccount, chatId: string, fn: (s: Session, participantId: number, now: number) => Change): Promise<AgentView> {
     return this.sessions.serial(chatId, async (entry) => {
       core.assertOpen(entry.session);
       const p = core.agentParticipant(entry.session, agent.agentId);
       await this.sessions.commit(entry, fn(entry.session, p.participantId, this.clock.now()));
-      return { session: entry.session, events: entry.events };
+      return view(entry);
     });
   }
 }
 
-function isIn(s: Session, agentId: string): boolean {
-  return core.activeAgents(s).some((p) => p.agentId === agentId);
+function view(entry: { session: Session; events: readonly ChatEvent[] }): AgentView {
+  return { session: entry.session, events: entry.events };
 }

@@ -9,7 +9,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { activeAgents } from '../chat/session.ts';
+import type { Clock } from '../clock.ts';
+import { offeredTo } from '../chat/routing.ts';
 import type { ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
@@ -29,6 +30,7 @@ interface Desk {
 }
 
 export interface AgentStreamOptions {
+  readonly clock: Clock;
   readonly directory: AgentDirectory;
   readonly ops: AgentOps;
   readonly sessions: LiveSessions;
@@ -40,7 +42,7 @@ export function createAgentStream(o: AgentStreamOptions) {
 
   const unsubscribe = o.sessions.subscribe((session, events) => {
     for (const desk of desks) {
-      if (desk.agent !== undefined) deliver(desk, desk.agent, session, events);
+      if (desk.agent !== undefined) deliver(desk, desk.agent, session, events, o.clock.now());
     }
   });
 
@@ -103,13 +105,16 @@ export function createAgentStream(o: AgentStreamOptions) {
   };
 }
 
-function deliver(desk: Desk, agent: AgentAccount, session: Session, events: readonly ChatEvent[]): void {
-  const mine = session.participants.some((p) => p.type === 'Agent' && p.agentId === agent.agentId);
-  if (mine && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
-  const inChat = activeAgents(session).some((p) => p.agentId === agent.agentId);
-  if (session.state === 'waiting' || (!inChat && events.some((e) => e.type === 'ParticipantJoined' || e.type === 'ParticipantLeft'))) {
-    send(desk, { type: 'chat', chat: summarize(session) });
-  }
+/**
+ * Events go to the agents who are or were in the chat; every agent hears of every change of a chat's
+ * place (queue, offer, workbin, end) as a `chat` frame with `offered` computed for that agent, so a desk
+ * can keep its queue and workbin lists without polling.
+ */
+function deliver(desk: Desk, agent: AgentAccount, session: Session, events: readonly ChatEvent[], now: number): void {
+  const participated = session.participants.some((p) => p.type === 'Agent' && p.agentId === agent.agentId);
+  if (participated && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
+  const placeChanged = events.length === 0 || session.state !== 'active' || events.some((e) => e.type === 'ParticipantJoined' || e.type === 'ParticipantLeft');
+  if (placeChanged) send(desk, { type: 'chat', chat: summarize(session), offered: offeredTo(session, agent.agentId, now) });
 }
 
 function send(desk: Desk, frame: unknown): void {

@@ -14,6 +14,7 @@ import {
 } from '../chat/file-limits.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { mentionsPush, parseSubscription } from '../chat/push-subscription.ts';
+import { wake } from '../chat/routing.ts';
 import { eventsFrom, type Position } from '../chat/transcript.ts';
 import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
@@ -56,12 +57,14 @@ export interface UploadInput {
   readonly description?: string | undefined;
 }
 
-/** What the push engine needs to hear from client requests. */
-export interface PushHooks {
-  /** A successful refresh with the session's tokens acknowledges its notifications. */
-  acknowledge(chatId: string): void;
-  /** Any request of the session: notifications parked for want of a gateway node are retried. */
-  activity(chatId: string): void;
+/** What the push engine and the timers need to hear from client requests. */
+export interface ClientHooks {
+  /** A session was created. */
+  created(session: Session): void;
+  /** Any authorised request of the session (it resets the client's disconnect timeout, unparks pushes). */
+  requested(chatId: string): void;
+  /** A successful refresh with the session's tokens: it acknowledges the session's notifications. */
+  refreshed(chatId: string): void;
 }
 
 export interface ClientOpsDeps {
@@ -70,11 +73,12 @@ export interface ClientOpsDeps {
   readonly ids: IdSource;
   readonly alias: string;
   readonly fileLimits: FileLimits;
-  readonly push?: {
-    readonly enabled: boolean;
-    readonly onJoin: boolean;
-    readonly hooks: PushHooks;
-  };
+  readonly push: { readonly enabled: boolean; readonly onJoin: boolean };
+  /** Services whose chats are all async ([chat.<name>] async-mode). */
+  readonly asyncServices: ReadonlySet<string>;
+  /** How long a woken chat is offered only to its last agent. */
+  readonly lastAgentMs: number;
+  readonly hooks?: ClientHooks;
 }
 
 export class ClientOps {
@@ -82,10 +86,12 @@ export class ClientOps {
 
   async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
     const subscription = this.subscription(input.userData ?? {});
+    const asyncMode = this.d.asyncServices.has(serviceName) || isTrue(input.userData?.['GCTI_Chat_AsyncMode']);
     const change = core.openSession(
       {
         ...input,
-        ...(subscription === undefined ? {} : { push: { subscription, active: this.d.push?.onJoin ?? false } }),
+        asyncMode,
+        ...(subscription === undefined ? {} : { push: { subscription, active: this.d.push.onJoin } }),
         serviceName,
         chatId: this.d.ids.chatId(),
         secureKey: this.d.ids.secureKey(),
@@ -95,20 +101,21 @@ export class ClientOps {
       this.d.clock.now(),
     );
     const entry = await this.d.sessions.create(change);
+    this.d.hooks?.created(entry.session);
     return reply(entry, 'all');
   }
 
   async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
-      await this.touchPush(entry);
+      await this.touch(entry);
       if (op.op === 'refresh') {
-        this.d.push?.hooks.acknowledge(chatId);
+        this.d.hooks?.refreshed(chatId);
         return reply(entry, position);
       }
       if (op.op === 'fileLimits') return this.limits(entry);
       if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
-      await this.d.sessions.commit(entry, this.apply(entry.session, op));
+      await this.d.sessions.commit(entry, this.wakeOnMessage(entry.session, this.apply(entry.session, op)));
       return reply(entry, position);
     });
   }
@@ -152,17 +159,24 @@ export class ClientOps {
   /** The push subscription the userData asks for; an error when it is malformed or push is disabled. */
   private subscription(userData: Readonly<Record<string, string>>) {
     const sub = parseSubscription(userData);
-    if (sub !== undefined && this.d.push?.enabled !== true) {
+    if (sub !== undefined && !this.d.push.enabled) {
       throw new ParleyError('INVALID_PARAMETER', 'Push notifications are disabled on this chat server (flex-push-enabled=false).');
     }
     return sub;
   }
 
-  /** Every request: acknowledges a pending subscription, and lets parked notifications try again. */
-  private async touchPush(entry: LiveSession): Promise<void> {
-    if (entry.session.push === undefined) return;
-    if (!entry.session.push.active) await this.d.sessions.commit(entry, core.activatePush(entry.session, this.d.clock.now()));
-    this.d.push?.hooks.activity(entry.session.chatId);
+  /** Every request: acknowledges a pending push subscription and tells the hooks. */
+  private async touch(entry: LiveSession): Promise<void> {
+    if (entry.session.push !== undefined && !entry.session.push.active) {
+      await this.d.sessions.commit(entry, core.activatePush(entry.session, this.d.clock.now()));
+    }
+    this.d.hooks?.requested(entry.session.chatId);
+  }
+
+  /** A customer message or file wakes a dormant chat: it goes back to the queue, to its last agent first. */
+  private wakeOnMessage(before: Session, change: Change): Change {
+    if (before.state !== 'dormant' || !change.events.some((e) => e.type === 'Message' || e.type === 'FileUploaded')) return change;
+    return { session: wake(change.session, this.d.lastAgentMs, this.d.clock.now()).session, events: change.events };
   }
 
   /** The limits arrive as a Notice `file-client-cfg-get` that is not part of the transcript (wire facts §7). */
@@ -196,6 +210,7 @@ export class ClientOps {
       core.assertOpen(s);
       checkUploadAllowed(this.d.fileLimits, s, file.fileName);
       checkUploadSize(this.d.fileLimits, s, file.bytes.length);
+      await this.touch(entry);
       const now = this.d.clock.now();
       const meta: FileMeta = {
         fileId: this.d.ids.fileId(),
@@ -208,7 +223,7 @@ export class ClientOps {
         deleted: false,
         ...(file.description === undefined || file.description === '' ? {} : { description: file.description }),
       };
-      await this.d.sessions.commit(entry, core.addFile(s, meta, now), { fileId: meta.fileId, bytes: file.bytes });
+      await this.d.sessions.commit(entry, this.wakeOnMessage(s, core.addFile(s, meta, now)), { fileId: meta.fileId, bytes: file.bytes });
       return { ...reply(entry, position), userData: { 'file-id': meta.fileId } };
     });
   }
@@ -224,6 +239,10 @@ export class ClientOps {
       return { meta, bytes };
     });
   }
+}
+
+function isTrue(v: string | undefined): boolean {
+  return v !== undefined && ['true', '1', 'yes'].includes(v.trim().toLowerCase());
 }
 
 function reply(entry: LiveSession, position: Position): ClientReply {

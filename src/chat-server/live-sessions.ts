@@ -3,6 +3,7 @@
  * is applied in memory only after the store committed it, so a failed write changes nothing.
  */
 import type { Notification } from '../chat/notification.ts';
+import { upgradeSession } from '../chat/session.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
@@ -77,7 +78,7 @@ export class LiveSessions {
     if (stored === undefined) throw new ParleyError('UNKNOWN_CHAT');
     const events = await guard(() => this.store.loadEvents(chatId, 1));
     // Whoever owned it before, this node serves it now: its alias goes back to the client.
-    const entry: LiveSession = { session: { ...stored, alias: this.alias }, events, tail: Promise.resolve() };
+    const entry: LiveSession = { session: { ...upgradeSession(stored), alias: this.alias }, events, tail: Promise.resolve() };
     this.live.set(chatId, entry);
     return entry;
   }
@@ -101,6 +102,17 @@ export class LiveSessions {
     entry.session = change.session;
     for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
+  }
+
+  /** Tells the listeners about a session that changed without a stored change (a routing deadline passed). */
+  announce(session: Session): void {
+    this.emit(session, [], []);
+  }
+
+  /** Recently updated sessions in these states (contact history), newest first; live state where loaded. */
+  async recent(states: readonly Session['state'][], limit: number): Promise<Session[]> {
+    const stored = await guard(() => this.store.loadRecentSessions(states, limit));
+    return stored.map((s) => this.live.get(s.chatId)?.session ?? upgradeSession(s));
   }
 
   /** File bytes straight from the store (files are not kept in memory). */

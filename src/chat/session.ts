@@ -5,6 +5,7 @@
 import { ParleyError } from '../errors.ts';
 import {
   CLIENT_PARTICIPANT_ID,
+  type ActivityTimes,
   type Change,
   type ChatEvent,
   type EventType,
@@ -29,6 +30,46 @@ export interface OpenSessionInput {
   readonly text?: string;
   readonly userData?: Readonly<Record<string, string>>;
   readonly push?: PushState;
+  readonly asyncMode?: boolean;
+}
+
+/** The chat server itself, author of idle-control notices (not a participant of the chat). */
+export const SYSTEM_PARTY: Party = { nickname: 'system', participantId: 0, type: 'External' };
+
+/** Which activity kind an event is; undefined for the chat server's own notices. */
+export function activityKind(e: ChatEvent): keyof ActivityTimes | undefined {
+  if (e.from.participantId === SYSTEM_PARTY.participantId) return undefined;
+  switch (e.type) {
+    case 'Message':
+    case 'ParticipantJoined':
+    case 'ParticipantLeft':
+      return 'base';
+    case 'PushUrl':
+    case 'FileUploaded':
+    case 'FileDeleted':
+      return 'major';
+    case 'CustomNotice':
+      return 'custom';
+    case 'TypingStarted':
+      return 'typing';
+    case 'TypingStopped':
+    case 'NicknameUpdated':
+      return 'other';
+    case 'Notice':
+      return undefined;
+  }
+}
+
+export const NO_ACTIVITY: ActivityTimes = { base: 0, major: 0, custom: 0, typing: 0, other: 0 };
+
+/** A session stored by an older Parley gets the fields added since, with neutral values. */
+export function upgradeSession(s: Session): Session {
+  const stored = s as Partial<Session> & Session;
+  return {
+    ...s,
+    asyncMode: stored.asyncMode ?? false,
+    activity: stored.activity ?? { ...NO_ACTIVITY, base: s.updatedAt },
+  };
 }
 
 export interface EventFields {
@@ -59,12 +100,15 @@ function append(
 ): Change {
   let cur: Session = { ...s, ...patch, updatedAt: now };
   const events: ChatEvent[] = [];
+  let activity = cur.activity;
   for (const spec of specs) {
     const ev = makeEvent(cur, spec.from, spec.type, now, spec.fields);
     events.push(ev);
     cur = { ...cur, lastIndex: ev.index };
+    const kind = activityKind(ev);
+    if (kind !== undefined) activity = { ...activity, [kind]: now };
   }
-  return { session: cur, events };
+  return { session: activity === cur.activity ? cur : { ...cur, activity }, events };
 }
 
 export function clientOf(s: Session): Participant {
@@ -110,6 +154,8 @@ export function openSession(input: OpenSessionInput, now: number): Change {
     files: [],
     clientReadPosition: 0,
     ...(input.push === undefined ? {} : { push: input.push }),
+    asyncMode: input.asyncMode ?? false,
+    activity: NO_ACTIVITY,
   };
   const specs: Array<{ from: Party; type: EventType; fields?: EventFields }> = [
     { from: party(client), type: 'ParticipantJoined' },
@@ -204,10 +250,12 @@ export function agentJoin(
     agentId: agent.agentId,
     joinedAt: now,
   };
-  return append(s, now, [{ from: party(p), type: 'ParticipantJoined' }], {
+  const { routing: _routing, workbin: _workbin, ...rest } = s;
+  return append(rest, now, [{ from: party(p), type: 'ParticipantJoined' }], {
     participants: [...s.participants, p],
     nextParticipantId: s.nextParticipantId + 1,
     state: 'active',
+    lastAgentId: agent.agentId,
   });
 }
 
@@ -227,7 +275,27 @@ export function agentLeave(s: Session, agentId: string, now: number): Change {
   return append(s, now, [{ from: party(p), type: 'ParticipantLeft' }], {
     participants,
     state: remaining.length > 0 ? 'active' : 'waiting',
+    lastAgentId: agentId,
   });
+}
+
+/** A notice of the chat server itself (idle control); `messageType` names it (IDLE_CONTROL_ALERT, ...). */
+export function systemNotice(s: Session, text: string, messageType: string, now: number, patch: Partial<Session> = {}): Change {
+  return append(s, now, [{ from: SYSTEM_PARTY, type: 'Notice', fields: { text, messageType } }], patch);
+}
+
+/** The chat server closes the chat (idle close): every participant leaves, the chat ends. */
+export function serverClose(s: Session, now: number): Change {
+  if (s.state === 'ended') return { session: s, events: [] };
+  const leaving = s.participants.filter((p) => p.leftAt === undefined && p.type !== 'Client');
+  const participants = s.participants.map((x) => (x.leftAt === undefined ? { ...x, leftAt: now } : x));
+  const { workbin: _w, routing: _r, ...rest } = s;
+  return append(
+    rest,
+    now,
+    [...leaving, clientOf(s)].map((p) => ({ from: party(p), type: 'ParticipantLeft' as const })),
+    { participants, state: 'ended', endedAt: now },
+  );
 }
 
 /** The agent closes the chat: every agent leaves, then the client sees chatEnded. */

@@ -64,9 +64,34 @@ export interface FileMeta {
 }
 
 /**
- * waiting: no agent in the chat (new, or every agent left) · active: at least one agent · ended: closed.
+ * waiting: in the queue, no agent · active: at least one agent · dormant: on hold in an agent's workbin
+ * (async chat), woken by the customer or the async idle alert · ended: closed.
  */
-export type SessionState = 'waiting' | 'active' | 'ended';
+export type SessionState = 'waiting' | 'active' | 'dormant' | 'ended';
+
+/**
+ * When each kind of participant activity last happened (epoch ms; 0 = never). Which kinds count as
+ * activity for idle control is a setting (async-idle-notices, include-notices), so the time of each kind
+ * is kept and the setting picks from them.
+ */
+export interface ActivityTimes {
+  /** Messages, participants joining or leaving: always activity. */
+  readonly base: number;
+  /** "Major" notices: push URL, file uploaded, file deleted. */
+  readonly major: number;
+  /** Custom notices. */
+  readonly custom: number;
+  /** Typing started. */
+  readonly typing: number;
+  /** Every other user notice: typing stopped, nickname updated. */
+  readonly other: number;
+}
+
+/** An idle-control notice sent by the chat server: which stage and when. */
+export interface IdleAlert {
+  readonly stage: 1 | 2;
+  readonly at: number;
+}
 
 export interface Session {
   readonly chatId: string;
@@ -93,6 +118,17 @@ export interface Session {
   /** Last transcriptPosition the client reported as read (readReceipt). */
   readonly clientReadPosition: number;
   readonly push?: PushState;
+  /** An async chat (GCTI_Chat_AsyncMode=true or an async service): async idle control, dormancy. */
+  readonly asyncMode: boolean;
+  readonly activity: ActivityTimes;
+  /** The last idle alert sent; it counts only while no activity came after it. */
+  readonly idleAlert?: IdleAlert;
+  /** On hold: in this agent's workbin since then. */
+  readonly workbin?: { readonly agentId: string; readonly since: number };
+  /** Waiting after a wake-up or transfer: offered only to this agent until `until`, then to anyone. */
+  readonly routing?: { readonly agentId: string; readonly until: number };
+  /** The agent who handled the chat last (for routing a woken chat back). */
+  readonly lastAgentId?: string;
 }
 
 /** A push subscription of the session; `active` once acknowledged (at join with flex-push-on-join). */

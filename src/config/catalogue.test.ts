@@ -46,6 +46,7 @@ describe('Config type derived from the catalogue', () => {
       readonly name: string;
       readonly description: string;
       readonly pushNotificationIncludePayload: 'inherit' | 'true' | 'false';
+      readonly asyncMode: boolean;
     }>();
     expectTypeOf<Config['settings']>().toEqualTypeOf<{
       readonly flexPushEnabled: boolean;
@@ -53,7 +54,14 @@ describe('Config type derived from the catalogue', () => {
       readonly flexPushContent: readonly string[];
       readonly flexPushResendDelayMs: number;
       readonly flexPushResendAttempts: number;
+      readonly flexDisconnectTimeoutMs: number;
+      readonly flexPushTimeoutMs: number;
+      readonly asyncIdleAlertMs: number;
+      readonly asyncIdleCloseMs: number;
+      readonly asyncIdleNotices: 'none' | 'major' | 'major2' | 'typing' | 'all';
     }>();
+    expectTypeOf<Config['inactivity']['timeoutAlert2Ms']>().toEqualTypeOf<number>();
+    expectTypeOf<Config['routing']>().toEqualTypeOf<{ readonly lastAgentTimeoutMs: number }>();
     expectTypeOf<Config['chat']>().toEqualTypeOf<{
       readonly enableNotificationMode: boolean;
       readonly pushNotificationIncludePayload: boolean;

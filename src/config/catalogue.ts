@@ -118,6 +118,62 @@ export const FIXED_SECTIONS = {
         type: 'int', default: 5, min: 0, max: 1000,
         doc: 'Resends of an unacknowledged notification before it is recorded as failed. Genesys default NOT FOUND; Parley uses 5.',
       },
+      'flex-disconnect-timeout': {
+        type: 'seconds', default: 45, min: 1, max: 1728000,
+        doc: 'A web client without push that sends no request for this long is disconnected (inactivity = no protocol requests).',
+      },
+      'flex-push-timeout': {
+        type: 'seconds', default: 86400, min: 1, max: 1728000,
+        doc: 'Used instead of flex-disconnect-timeout for a push-subscribed client. Genesys default NOT FOUND; Parley uses 86400.',
+      },
+      'async-idle-alert': {
+        type: 'seconds', default: 86400, min: 1, max: 1728000,
+        doc: 'Async chats: after this long without qualifying activity, the alert notice; a dormant chat wakes up.',
+      },
+      'async-idle-close': {
+        type: 'seconds', default: 3600, min: 1, max: 1728000,
+        doc: 'Async chats: this long after the alert without qualifying activity, the close notice and the chat ends.',
+      },
+      'async-idle-notices': {
+        type: 'enum', values: ['none', 'major', 'major2', 'typing', 'all'], default: 'major',
+        doc: 'Which notices count as async activity: none, major (push URL, files), major2 (+ custom), typing (+ typing on), all.',
+      },
+    },
+  },
+  'inactivity-control': {
+    group: 'inactivity',
+    doc: 'Inactivity control of regular (not async) chats (the Genesys [inactivity-control] section).',
+    options: {
+      enabled: { type: 'bool', default: false, doc: 'Enables inactivity control of regular chat sessions.' },
+      'include-notices': {
+        type: 'enum', values: ['none', 'major', 'major2', 'typing', 'all'], default: 'major',
+        doc: 'Which notices count as activity, as async-idle-notices.',
+      },
+      'timeout-alert': { type: 'seconds', default: 255, min: 1, max: 86400, doc: 'Inactivity before the first alert notice.' },
+      'timeout-alert2': { type: 'seconds', default: 0, min: 0, max: 86400, doc: 'Time after the first alert before the second; 0 = no second alert.' },
+      'timeout-close': { type: 'seconds', default: 45, min: 1, max: 86400, doc: 'Time after the last alert before the close notice and the end of the chat.' },
+      'message-alert': {
+        type: 'string', default: 'Chat session will be closed soon due to inactivity of chat participants.',
+        doc: 'Text of the (first) alert notice; also used by async-idle-alert.',
+      },
+      'message-alert2': {
+        type: 'string', default: 'Chat session will be closed very soon due to inactivity of chat participants.',
+        doc: 'Text of the second alert notice.',
+      },
+      'message-close': {
+        type: 'string', default: 'Chat session closed due to inactivity of chat participants.',
+        doc: 'Text of the close notice; also used by async-idle-close.',
+      },
+    },
+  },
+  routing: {
+    group: 'routing',
+    doc: 'How waiting chats reach agents (Parley; Genesys does this in the routing workflow).',
+    options: {
+      'last-agent-timeout': {
+        type: 'seconds', default: 600, min: 0, max: 86400,
+        doc: 'A woken or transferred chat is offered only to its last (or target) agent for this long, then to anyone; 0 = anyone at once.',
+      },
     },
   },
   chat: {
@@ -190,6 +246,10 @@ export const TEMPLATE_SECTIONS = {
       push_notification_include_payload: {
         type: 'enum', values: ['inherit', 'true', 'false'], default: 'inherit',
         doc: 'Overrides [chat] push_notification_include_payload for this service.',
+      },
+      'async-mode': {
+        type: 'bool', default: false,
+        doc: 'Every chat of this service is async (as if Request Chat sent userData[GCTI_Chat_AsyncMode]=true).',
       },
     },
   },

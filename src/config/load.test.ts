@@ -47,7 +47,7 @@ describe('parseConfig defaults', () => {
       uploadNeedAgent: false,
       deleteFile: 'own',
     });
-    expect([...c.services]).toEqual([['support', { name: 'support', description: '', pushNotificationIncludePayload: 'inherit' }]]);
+    expect([...c.services]).toEqual([['support', { name: 'support', description: '', pushNotificationIncludePayload: 'inherit', asyncMode: false }]]);
     expect(c.agents.size).toBe(0);
     expect(c.settings).toEqual({
       flexPushEnabled: true,
@@ -55,7 +55,23 @@ describe('parseConfig defaults', () => {
       flexPushContent: ['session-id', 'user-id'],
       flexPushResendDelayMs: 15000,
       flexPushResendAttempts: 5,
+      flexDisconnectTimeoutMs: 45000,
+      flexPushTimeoutMs: 86400000,
+      asyncIdleAlertMs: 86400000,
+      asyncIdleCloseMs: 3600000,
+      asyncIdleNotices: 'major',
     });
+    expect(c.inactivity).toEqual({
+      enabled: false,
+      includeNotices: 'major',
+      timeoutAlertMs: 255000,
+      timeoutAlert2Ms: 0,
+      timeoutCloseMs: 45000,
+      messageAlert: 'Chat session will be closed soon due to inactivity of chat participants.',
+      messageAlert2: 'Chat session will be closed very soon due to inactivity of chat participants.',
+      messageClose: 'Chat session closed due to inactivity of chat participants.',
+    });
+    expect(c.routing).toEqual({ lastAgentTimeoutMs: 600000 });
     expect(c.chat).toEqual({ enableNotificationMode: false, pushNotificationIncludePayload: false });
     expect(c.push).toEqual({
       pushEnabled: ['comet'],
@@ -110,11 +126,11 @@ describe('problems', () => {
   });
 
   it('reports unknown sections, with a suggestion when close', () => {
-    const { problems } = problemsOf(`${SERVICE}[htp]\nport=1\n[chats.sales]\n[logging]\nlevel=debug\n`);
+    const { problems } = problemsOf(`${SERVICE}[htp]\nport=1\n[chats.sales]\n[frobnicator]\nlevel=debug\n`);
     expect(problems.map((p) => [p.section, p.key, p.message, p.line])).toEqual([
       ['htp', '', 'unknown section; did you mean [http]?', 2],
       ['chats.sales', '', 'unknown section; did you mean [chat.sales]?', 4],
-      ['logging', '', 'unknown section (known: node, http, store, client-file-transfer, settings, chat, push, gateway, chat.<name>, agent.<id>, push.<provider>)', 5],
+      ['frobnicator', '', 'unknown section (known: node, http, store, client-file-transfer, settings, inactivity-control, routing, chat, push, gateway, chat.<name>, agent.<id>, push.<provider>)', 5],
     ]);
   });
 
@@ -159,7 +175,7 @@ describe('services and agents', () => {
       'p.ini',
     );
     expect([...c.services.keys()]).toEqual(['sales', 'help_2']);
-    expect(c.services.get('sales')).toEqual({ name: 'sales', description: 'Buy things', pushNotificationIncludePayload: 'inherit' });
+    expect(c.services.get('sales')).toEqual({ name: 'sales', description: 'Buy things', pushNotificationIncludePayload: 'inherit', asyncMode: false });
     expect(c.agents.get('alice')).toEqual({ agentId: 'alice', name: 'Alice A.', password: '12345678', maxChats: 5 });
     expect(c.agents.get('bob')).toEqual({ agentId: 'bob', name: 'bob', password: 'abcdefgh', maxChats: 3 });
   });

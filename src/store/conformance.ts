@@ -122,6 +122,19 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(open.map((s) => s.chatId)).not.toContain(b.session.chatId);
     });
 
+    it('lists recent sessions by state, newest first', async () => {
+      const a = newSession(1000);
+      const b = newSession(2000);
+      const c = newSession(3000);
+      for (const x of [a, b, c]) await store.createSession(x);
+      await store.recordChange({ session: { ...a.session, state: 'ended', updatedAt: 5000 }, events: [] });
+      await store.recordChange({ session: { ...b.session, state: 'dormant', updatedAt: 4000 }, events: [] });
+      const recent = await store.loadRecentSessions(['ended', 'dormant'], 10);
+      expect(recent.map((s) => s.chatId)).toEqual([a.session.chatId, b.session.chatId]);
+      expect(await store.loadRecentSessions(['ended', 'dormant'], 1)).toHaveLength(1);
+      expect(await store.loadRecentSessions([], 10)).toEqual([]);
+    });
+
     it('stores file bytes with the change that announces them', async () => {
       const c = newSession();
       await store.createSession(c);

@@ -41,6 +41,8 @@ export interface Store {
   loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]>;
   /** Sessions not ended, oldest first. */
   listOpenSessions(): Promise<SessionSummary[]>;
+  /** The most recently updated sessions in these states, newest first (contact history). */
+  loadRecentSessions(states: readonly SessionState[], limit: number): Promise<Session[]>;
   loadFile(chatId: string, fileId: string): Promise<Buffer | undefined>;
   /** Stores the new delivery state of notifications (upsert by id). */
   saveNotifications(notifications: readonly Notification[]): Promise<void>;

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { isFinal, type Notification } from '../chat/notification.ts';
-import type { ChatEvent, Session } from '../chat/types.ts';
+import type { ChatEvent, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { ChangeRecord, SessionSummary, Store } from './port.ts';
 
@@ -164,6 +164,17 @@ class SqliteStore implements Store {
   async listOpenSessions(): Promise<SessionSummary[]> {
     this.assertOpen();
     return this.stmt.listOpen.all() as SessionSummary[];
+  }
+
+  async loadRecentSessions(states: readonly SessionState[], limit: number): Promise<Session[]> {
+    this.assertOpen();
+    if (states.length === 0) return [];
+    const marks = states.map(() => '?').join(', ');
+    const rows = this.db
+      .prepare(`SELECT doc FROM sessions WHERE state IN (${marks}) ORDER BY updated_at DESC LIMIT ?`)
+      .pluck()
+      .all(...states, limit) as string[];
+    return rows.map((d) => JSON.parse(d) as Session);
   }
 
   async loadFile(chatId: string, fileId: string): Promise<Buffer | undefined> {

@@ -1,0 +1,133 @@
+/**
+ * The timers of a chat server node: idle control (async idle alert/close, [inactivity-control]), the
+ * disconnect of a client that stopped sending requests (flex-disconnect-timeout, or flex-push-timeout
+ * for a push-subscribed client), and the end of a chat's routing to its last agent.
+ *
+ * One due-time index drives them all, with at most one live entry per (kind, session); an entry that
+ * comes due re-derives the deadline from the stored session (activity may have moved it) and either acts
+ * or schedules itself again. Idle deadlines are derived from stored state, so a restart keeps them; the
+ * client's last request time is kept in memory only (a restart gives every client a fresh timeout).
+ */
+import type { Clock } from '../clock.ts';
+import { applyIdleAction, nextIdleAction, type IdleSettings } from '../chat/idle-control.ts';
+import { clientDisconnect } from '../chat/session.ts';
+import type { Session } from '../chat/types.ts';
+import type { Logger } from '../log.ts';
+import { DueIndex } from './due-index.ts';
+import type { LiveSessions } from './live-sessions.ts';
+
+export interface SessionTimerSettings {
+  readonly idle: IdleSettings;
+  readonly flexDisconnectMs: number;
+  readonly flexPushMs: number;
+}
+
+type Kind = 'idle' | 'disconnect' | 'route';
+
+const TICK_MS = 250;
+const BATCH = 10_000;
+
+export class SessionTimers {
+  private readonly index = new DueIndex();
+  /** The time of the live index entry per `kind:chatId`. */
+  private readonly scheduled = new Map<string, number>();
+  private readonly lastRequest = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly sessions: LiveSessions,
+    private readonly clock: Clock,
+    private readonly settings: SessionTimerSettings,
+    private readonly log: Logger,
+  ) {}
+
+  run(): void {
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  get pending(): number {
+    return this.scheduled.size;
+  }
+
+  /** A session is (re)loaded or created: the client's timeout starts now; idle and routing deadlines are derived. */
+  track(s: Session): void {
+    if (s.state === 'ended') return;
+    this.lastRequest.set(s.chatId, this.clock.now());
+    this.ensure('disconnect', s.chatId, this.clock.now() + this.disconnectAfter(s));
+    this.changed(s);
+  }
+
+  /** A committed change of the session: its idle and routing deadlines may have moved. */
+  changed(s: Session): void {
+    if (s.state === 'ended') {
+      this.lastRequest.delete(s.chatId);
+      return;
+    }
+    const idle = nextIdleAction(s, this.settings.idle);
+    if (idle !== undefined) this.ensure('idle', s.chatId, idle.at);
+    if (s.routing !== undefined) this.ensure('route', s.chatId, s.routing.until);
+  }
+
+  /** A request of the client: its disconnect timeout starts again. */
+  requested(chatId: string): void {
+    this.lastRequest.set(chatId, this.clock.now());
+  }
+
+  /** Acts on everything due; resolves when done. Tests call it after moving a manual clock. */
+  async tick(): Promise<void> {
+    const now = this.clock.now();
+    for (const { at, key } of this.index.popDue(now, BATCH)) {
+      if (this.scheduled.get(key) !== at) continue; // superseded by an earlier entry
+      this.scheduled.delete(key);
+      const sep = key.indexOf(':');
+      const kind = key.slice(0, sep) as Kind;
+      const chatId = key.slice(sep + 1);
+      try {
+        await this.fire(kind, chatId, now);
+      } catch (err) {
+        this.log.warn({ err, chatId, kind }, 'session timer failed; retrying in 5 s');
+        this.ensure(kind, chatId, now + 5000);
+      }
+    }
+  }
+
+  private async fire(kind: Kind, chatId: string, now: number): Promise<void> {
+    await this.sessions.serial(chatId, async (entry) => {
+      const s = entry.session;
+      if (s.state === 'ended') return;
+      if (kind === 'route') {
+        if (s.state === 'waiting' && s.routing !== undefined && s.routing.until <= now) this.sessions.announce(s);
+        return;
+      }
+      if (kind === 'disconnect') {
+        const due = (this.lastRequest.get(chatId) ?? now) + this.disconnectAfter(s);
+        if (due > now) return this.ensure('disconnect', chatId, due);
+        this.log.info({ chatId }, 'client disconnected: no request within the flex timeout');
+        await this.sessions.commit(entry, clientDisconnect(s, now));
+        return;
+      }
+      const next = nextIdleAction(s, this.settings.idle);
+      if (next === undefined) return;
+      if (next.at > now) return this.ensure('idle', chatId, next.at);
+      await this.sessions.commit(entry, applyIdleAction(s, next.action, this.settings.idle, now));
+    });
+  }
+
+  private disconnectAfter(s: Session): number {
+    return s.push?.active === true ? this.settings.flexPushMs : this.settings.flexDisconnectMs;
+  }
+
+  /** Schedules `kind` for the chat at `at` unless an earlier check is already scheduled. */
+  private ensure(kind: Kind, chatId: string, at: number): void {
+    const key = `${kind}:${chatId}`;
+    const cur = this.scheduled.get(key);
+    if (cur !== undefined && cur <= at) return;
+    this.scheduled.set(key, at);
+    this.index.push(at, key);
+  }
+}
