@@ -19,6 +19,7 @@ import { ParleyError } from './errors.ts';
 import { CHAT_API_PREFIX, createChatApi } from './gateway/chat-api.ts';
 import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
+import { buildPage, servePage } from './web/assets.ts';
 import { sendJson } from './http/respond.ts';
 import type { IdSource } from './ids.ts';
 import type { Logger } from './log.ts';
@@ -171,6 +172,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
   const agentApi = createAgentApi({ directory, ops: agentOps });
   const agentStream = createAgentStream({ clock: deps.clock, directory, ops: agentOps, sessions });
   const cors = config.http.corsAllowedOrigins;
+  const desk = await buildPage('desk');
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -182,6 +184,19 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     }
     if (path.startsWith(AGENT_API_PREFIX)) {
       void agentApi(req, res, path, url.searchParams);
+      return;
+    }
+    if (path === '/' && req.method === 'GET') {
+      res.writeHead(302, { location: '/desk/' });
+      res.end();
+      return;
+    }
+    if (path === '/desk') {
+      res.writeHead(301, { location: '/desk/' });
+      res.end();
+      return;
+    }
+    if (path.startsWith('/desk/') && (req.method === 'GET' || req.method === 'HEAD') && servePage(desk, path.slice('/desk/'.length), req, res)) {
       return;
     }
     if (path === '/health' && req.method === 'GET') {
