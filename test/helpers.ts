@@ -74,9 +74,11 @@ export async function startTestServer(
     set running(r: Running) {
       running = r;
     },
+    /** Stops and starts again on the same database file and the same port, like a process restart. */
     async restart() {
+      const port = Number(new URL(running.url).port);
       await running.close();
-      running = await startAll(config, startOpts);
+      running = await startAll({ ...config, http: { ...config.http, port } }, startOpts);
     },
     async close() {
       await running.close();

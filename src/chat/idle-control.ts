@@ -41,9 +41,12 @@ export function activitySince(s: Session, filter: NoticeFilter): number {
   return t;
 }
 
-/** The alert stage already reached in the current idle period (0 = none). */
+/**
+ * The alert stage already reached in the current idle period (0 = none). Activity in the same millisecond
+ * as the alert counts as after it: the customer's word wins over the timer.
+ */
 function stage(s: Session, since: number): 0 | 1 | 2 {
-  return s.idleAlert !== undefined && s.idleAlert.at >= since ? s.idleAlert.stage : 0;
+  return s.idleAlert !== undefined && s.idleAlert.at > since ? s.idleAlert.stage : 0;
 }
 
 /** What idle control does next to the session, and when; undefined when nothing is scheduled. */
