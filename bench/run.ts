@@ -1,8 +1,10 @@
 /**
- * Benchmark runner: `npm run bench [suite]` (default suite `core`).
+ * Benchmark runner: `npm run bench [suite]` (default: every suite in order, `core` then `push`).
  *   BENCH_DURATION=<s>   measured seconds per scenario (default 10; 2 with BENCH_QUICK=1)
  *   BENCH_QUICK=1        smoke variant: 1 s warm-up, 2 s measured, results saved as `<suite>-quick`
  *   BENCH_CONNECTIONS=n  concurrent connections (default 100)
+ *   BENCH_PUSH_MESSAGES=n  push latency: measured messages (default 2000; 300 with BENCH_QUICK=1)
+ *   BENCH_PUSH_SENDERS=n   push throughput: concurrent agent senders (default 64)
  * autocannon runs in this process; every server runs in its own child process on 127.0.0.1. Prints a
  * table, writes bench/results/<ISO-date>-<suite>.json and latest-<suite>.json, and exits 1 if any
  * scenario failed or any request did not get a 2xx. Children and temp dirs are removed on every exit path,
@@ -14,15 +16,18 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllChildren, spawnServer } from './lib/child.ts';
 import { machine, machineLine, writeResults } from './lib/results.ts';
-import { flagged, markdownTable, textTable } from './lib/table.ts';
+import { flagged, latencyMarkdownTable, latencyTextTable, markdownTable, textTable } from './lib/table.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from './lib/types.ts';
 import { bare } from './scenarios/bare.ts';
 import { parleyRefresh } from './scenarios/parley-refresh.ts';
 import { parleySend } from './scenarios/parley-send.ts';
+import { pushLatency } from './scenarios/push-latency.ts';
+import { pushThroughput } from './scenarios/push-throughput.ts';
 
 /** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
   core: [bare, parleySend, parleyRefresh],
+  push: [pushLatency, pushThroughput],
 };
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -55,13 +60,27 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+function scenarioBudget(s: Scenario, load: LoadSettings): number {
+  return s.budgetSeconds?.(load) ?? load.warmupSeconds + load.durationSeconds + 90;
+}
+
+/** Settings a suite records besides the load settings. */
+function suiteSettings(suiteName: string, quick: boolean): Record<string, unknown> {
+  if (suiteName !== 'push') return {};
+  return {
+    pushMessages: Number(process.env['BENCH_PUSH_MESSAGES'] ?? (quick ? 300 : 2000)),
+    pushSenders: Number(process.env['BENCH_PUSH_SENDERS'] ?? 64),
+  };
+}
+
 async function main(): Promise<number> {
-  const started = performance.now();
-  const suiteName = process.argv[2] ?? 'core';
-  const scenarios = SUITES[suiteName];
-  if (scenarios === undefined) {
-    process.stderr.write(`bench: unknown suite "${suiteName}" (known: ${Object.keys(SUITES).join(', ')})\n`);
-    return 2;
+  const requested = process.argv[2];
+  const suiteNames = requested === undefined ? Object.keys(SUITES) : [requested];
+  for (const name of suiteNames) {
+    if (SUITES[name] === undefined) {
+      process.stderr.write(`bench: unknown suite "${name}" (known: ${Object.keys(SUITES).join(', ')})\n`);
+      return 2;
+    }
   }
   const quick = process.env['BENCH_QUICK'] === '1';
   const load: LoadSettings = {
@@ -71,13 +90,29 @@ async function main(): Promise<number> {
   };
 
   // Watchdog: generous per-scenario budget; a stuck run is killed, not left hanging.
-  const budgetSeconds = 60 + scenarios.length * (load.warmupSeconds + load.durationSeconds + 90);
+  const budgetSeconds = Math.ceil(
+    60 + suiteNames.reduce((sum, name) => sum + (SUITES[name] ?? []).reduce((s, sc) => s + scenarioBudget(sc, load), 0), 0),
+  );
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: watchdog: run exceeded ${budgetSeconds} s, killing children and exiting\n`);
     cleanupSync();
     process.exit(124);
   }, budgetSeconds * 1000);
 
+  let code = 0;
+  try {
+    for (const name of suiteNames) {
+      const ok = await runSuite(name, SUITES[name] ?? [], load, quick);
+      if (!ok) code = 1;
+    }
+  } finally {
+    clearTimeout(watchdog);
+  }
+  return code;
+}
+
+async function runSuite(suiteName: string, scenarios: readonly Scenario[], load: LoadSettings, quick: boolean): Promise<boolean> {
+  const started = performance.now();
   const warnings: string[] = [];
   const ctx: BenchContext = {
     load,
@@ -96,8 +131,13 @@ async function main(): Promise<number> {
   };
 
   const m = machine();
+  const extraSettings = suiteSettings(suiteName, quick);
+  const settingsLine =
+    suiteName === 'push'
+      ? `push latency ${String(extraSettings['pushMessages'])} messages one at a time; push throughput ${String(extraSettings['pushSenders'])} senders, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`
+      : `${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured per scenario`;
   ctx.log(`suite ${suiteName}${quick ? ' (quick)' : ''}: ${scenarios.map((s) => s.name).join(', ')}`);
-  ctx.log(`${load.connections} connections, ${load.warmupSeconds} s warm-up + ${load.durationSeconds} s measured per scenario`);
+  ctx.log(settingsLine);
   ctx.log(`machine: ${machineLine(m)}`);
 
   const rows: Row[] = [];
@@ -113,28 +153,31 @@ async function main(): Promise<number> {
     killAllChildren(); // a scenario must stop its servers; this catches the ones it did not
   }
   removeTempDirs();
-  clearTimeout(watchdog);
 
-  for (const r of rows) if (flagged(r)) warnings.push(`${r.scenario}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts (status codes ${JSON.stringify(r.statusCodes)})`);
+  for (const r of rows) if (flagged(r)) warnings.push(`${r.scenario}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts/lost (status codes ${JSON.stringify(r.statusCodes)})`);
   const ok = failed === 0 && !rows.some(flagged);
   const wallSeconds = Math.round((performance.now() - started) / 100) / 10;
   const paths = writeResults(RESULTS_DIR, {
     suite: quick ? `${suiteName}-quick` : suiteName,
     date: new Date().toISOString(),
     machine: m,
-    settings: { ...load, quick },
+    settings: { ...load, quick, ...extraSettings },
     wallSeconds,
     rows,
     warnings,
     ok,
   });
 
-  const out: string[] = ['', textTable(rows), '', `machine: ${machineLine(m)}`];
-  out.push(`${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured; wall time ${wallSeconds} s`);
+  const detailed = rows.filter((r) => r.latencyMs.p90 !== undefined);
+  const out: string[] = ['', `suite ${suiteName}${quick ? ' (quick)' : ''}`, '', textTable(rows)];
+  if (detailed.length > 0) out.push('', latencyTextTable(detailed));
+  out.push('', `machine: ${machineLine(m)}`, `${settingsLine}; wall time ${wallSeconds} s`);
   if (warnings.length > 0) out.push('', 'WARNINGS:', ...warnings.map((w) => `  - ${w}`));
-  out.push('', 'Markdown:', '', markdownTable(rows), '', `results: ${paths.map((p) => relative(ROOT, p)).join(', ')}`, '');
+  out.push('', 'Markdown:', '', markdownTable(rows));
+  if (detailed.length > 0) out.push('', latencyMarkdownTable(detailed));
+  out.push('', `results: ${paths.map((p) => relative(ROOT, p)).join(', ')}`, '');
   process.stdout.write(out.join('\n'));
-  return ok ? 0 : 1;
+  return ok;
 }
 
 main().then(

@@ -2,8 +2,9 @@
  * Parley under benchmark: every role in this one process (`startAll`), on the SQLite file given by
  * PARLEY_STORE_PATH (the harness passes a fresh temp file), port 0 on 127.0.0.1.
  *   node --import tsx bench/server-parley.ts [INI_FILE]
- * Without INI_FILE the built-in BENCH_INI below is used. PARLEY_<SECTION>_<KEY> variables override
- * either, as with the CLI. Prints `READY <url>` on stdout; warnings and errors are logged as JSON lines
+ * Without INI_FILE the built-in BENCH_INI below is used, followed by the INI text in the environment
+ * variable BENCH_PARLEY_INI if set (extra sections, e.g. the push suite's [push] and agents).
+ * PARLEY_<SECTION>_<KEY> variables override either, as with the CLI. Prints `READY <url>` on stdout; warnings and errors are logged as JSON lines
  * on stderr (the harness reports them). Exits on SIGTERM or when stdin closes.
  */
 import { loadConfigFile, parseConfig } from '../src/config/load.ts';
@@ -32,7 +33,9 @@ max-chats = 3
 async function main(): Promise<void> {
   const file = process.argv[2];
   const config =
-    file === undefined ? parseConfig(BENCH_INI, 'bench/server-parley.ts', process.env) : loadConfigFile(file, process.env);
+    file === undefined
+      ? parseConfig(BENCH_INI + (process.env['BENCH_PARLEY_INI'] ?? ''), 'bench/server-parley.ts', process.env)
+      : loadConfigFile(file, process.env);
   const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'warn', destination: process.stderr });
   const running = await startAll(config, { log });
   process.stdout.write(`READY ${running.url}\n`);

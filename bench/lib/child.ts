@@ -12,6 +12,8 @@ export interface ServerChild {
   readonly url: string;
   /** Last lines the child wrote on stderr (its logger writes warnings and errors there). */
   stderrLines(): readonly string[];
+  /** Writes one line to the child's stdin (children that take commands, e.g. bench/receiver-process.ts). */
+  writeLine(line: string): void;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -19,17 +21,22 @@ export interface ServerChild {
 const live = new Set<ChildProcess>();
 const STDERR_KEEP = 200;
 
-export async function spawnServer(
-  root: string,
-  script: string,
-  opts: { env?: Record<string, string>; args?: string[]; readyTimeoutMs?: number } = {},
-): Promise<ServerChild> {
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  args?: string[];
+  readyTimeoutMs?: number;
+  /** Called with every stdout line after `READY` (otherwise stdout after READY is drained and dropped). */
+  onStdoutLine?: (line: string) => void;
+}
+
+export async function spawnServer(root: string, script: string, opts: SpawnOptions = {}): Promise<ServerChild> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', script), ...(opts.args ?? [])], {
     cwd: root,
     env: { ...process.env, ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   live.add(child);
+  child.stdin?.on('error', () => undefined); // EPIPE after the child died: nothing to do
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.once('exit', () => live.delete(child));
 
@@ -43,22 +50,37 @@ export async function spawnServer(
     if (stderr.length > STDERR_KEEP) stderr.splice(0, stderr.length - STDERR_KEEP);
   });
 
+  // stdout is split into lines from the start: the READY line resolves `url`, later lines go to
+  // opts.onStdoutLine (or are dropped), so the child never blocks on a full pipe.
+  let ready = false;
+  let onReady: ((url: string) => void) | undefined;
+  let outPartial = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    const lines = (outPartial + chunk).split('\n');
+    outPartial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!ready) {
+        const m = /^READY (\S+)$/.exec(line);
+        if (m?.[1] !== undefined) {
+          ready = true;
+          onReady?.(m[1]);
+        }
+      } else opts.onStdoutLine?.(line);
+    }
+  });
+
   const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
     const timer = setTimeout(() => fail(new Error(`${script} did not print READY within ${opts.readyTimeoutMs ?? 20_000} ms`)), opts.readyTimeoutMs ?? 20_000);
     const onExit = (code: number | null, signal: string | null) =>
       fail(new Error(`${script} exited (code ${code}, signal ${signal}) before READY:\n${stderr.slice(-20).join('\n')}`));
-    const onData = (chunk: string) => {
-      out += chunk;
-      const m = /^READY (\S+)$/m.exec(out);
-      if (m?.[1] !== undefined) {
-        cleanup();
-        resolve(m[1]);
-      }
+    onReady = (u) => {
+      cleanup();
+      resolve(u);
     };
     function cleanup() {
       clearTimeout(timer);
-      child.stdout?.off('data', onData);
+      onReady = undefined;
       child.off('exit', onExit);
     }
     function fail(err: Error) {
@@ -66,18 +88,17 @@ export async function spawnServer(
       child.kill('SIGKILL');
       reject(err);
     }
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', onData);
     child.once('exit', onExit);
   });
-  // Keep draining stdout so the child never blocks on a full pipe.
-  child.stdout?.resume();
 
   return {
     name: script,
     pid: child.pid ?? -1,
     url,
     stderrLines: () => [...stderr, ...(partial.trim() === '' ? [] : [partial])],
+    writeLine(line: string) {
+      if (child.stdin?.writable === true) child.stdin.write(`${line}\n`);
+    },
     async stop(graceMs = 5_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

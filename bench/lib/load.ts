@@ -137,7 +137,7 @@ async function runOnce(opts: AutocannonOptions, budgetMs: number): Promise<Autoc
 }
 
 /** utime + stime of a process in ms from /proc/<pid>/stat, or undefined off Linux. */
-function procCpuMs(pid: number | undefined): number | undefined {
+export function procCpuMs(pid: number | undefined): number | undefined {
   if (pid === undefined || pid <= 0) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

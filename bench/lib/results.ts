@@ -31,7 +31,7 @@ export interface ResultsFile {
   readonly suite: string;
   readonly date: string;
   readonly machine: Machine;
-  readonly settings: LoadSettings & { readonly quick: boolean };
+  readonly settings: LoadSettings & { readonly quick: boolean; readonly [suiteSetting: string]: unknown };
   readonly wallSeconds: number;
   readonly rows: readonly Row[];
   readonly warnings: readonly string[];

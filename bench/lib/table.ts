@@ -49,3 +49,32 @@ export function markdownTable(rows: readonly Row[]): string {
   const line = (cs: readonly string[]) => `| ${cs.join(' | ')} |`;
   return [line(HEADERS), line(HEADERS.map((_, c) => (c === 0 ? '---' : '---:'))), ...rows.map((r) => line(cells(r, baseline)))].join('\n');
 }
+
+/** Latency detail for rows that measure it themselves (the push suite): percentiles with sub-ms digits. */
+export const LATENCY_HEADERS = ['scenario', 'messages', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost'] as const;
+
+function latencyCells(row: Row): string[] {
+  const l = row.latencyMs;
+  return [
+    row.scenario,
+    num(row.requests, 0),
+    ms(l.p50),
+    l.p90 === undefined ? '' : ms(l.p90),
+    ms(l.p99),
+    ms(l.max),
+    row.timeouts > 0 ? `${row.timeouts} !!` : '0',
+  ];
+}
+
+export function latencyTextTable(rows: readonly Row[]): string {
+  const all = [[...LATENCY_HEADERS], ...rows.map(latencyCells)];
+  const widths = LATENCY_HEADERS.map((_, c) => Math.max(...all.map((line) => (line[c] ?? '').length)));
+  const fmt = (line: string[]) =>
+    line.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('  ');
+  return [fmt([...LATENCY_HEADERS]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map((r) => fmt(latencyCells(r)))].join('\n');
+}
+
+export function latencyMarkdownTable(rows: readonly Row[]): string {
+  const line = (cs: readonly string[]) => `| ${cs.join(' | ')} |`;
+  return [line(LATENCY_HEADERS), line(LATENCY_HEADERS.map((_, c) => (c === 0 ? '---' : '---:'))), ...rows.map((r) => line(latencyCells(r)))].join('\n');
+}

@@ -1,5 +1,5 @@
 /** Shared shapes of the benchmark harness: what a scenario gets and what it gives back. */
-import type { ServerChild } from './child.ts';
+import type { ServerChild, SpawnOptions } from './child.ts';
 
 /** How every HTTP load run of this invocation is shaped. */
 export interface LoadSettings {
@@ -19,7 +19,14 @@ export interface Row {
   /** The row the other rows' ratio is computed against (exactly one per suite). */
   readonly baseline?: boolean;
   readonly reqPerSec: number;
-  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly avg: number; readonly max: number };
+  readonly latencyMs: {
+    readonly p50: number;
+    /** Only rows that measure latency themselves (the push suite); autocannon rows keep p90 under extra. */
+    readonly p90?: number;
+    readonly p99: number;
+    readonly avg: number;
+    readonly max: number;
+  };
   readonly requests: number;
   readonly non2xx: number;
   /** Connection errors and timeouts reported by autocannon. */
@@ -37,7 +44,7 @@ export interface BenchContext {
   /** Progress line on stderr (the table goes to stdout). */
   log(message: string): void;
   /** Starts `bench/<script>` as a child that prints `READY <url>`; it is killed when the run ends. */
-  spawnServer(script: string, opts?: { env?: Record<string, string>; args?: string[] }): Promise<ServerChild>;
+  spawnServer(script: string, opts?: SpawnOptions): Promise<ServerChild>;
   /** A fresh temporary directory, removed when the run ends. */
   tempDir(prefix: string): string;
   /** Notes worth flagging (non-2xx, server errors, failed checks); printed under the table and kept in the JSON. */
@@ -46,5 +53,7 @@ export interface BenchContext {
 
 export interface Scenario {
   readonly name: string;
+  /** Watchdog budget in seconds for this scenario; default warm-up + measured + 90 s. */
+  budgetSeconds?(load: LoadSettings): number;
   run(ctx: BenchContext): Promise<Row[]>;
 }

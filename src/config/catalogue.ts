@@ -219,7 +219,7 @@ export const FIXED_SECTIONS = {
         doc: 'Push targets must resolve only into these networks (SSRF guard).',
       },
       'request-timeout': { type: 'seconds', default: 10, min: 1, max: 300, doc: 'Timeout of one POST to the receiver.' },
-      'max-concurrency': { type: 'int', default: 64, min: 1, max: 10000, doc: 'POSTs in flight at once per chat server node.' },
+      'max-concurrency': { type: 'int', default: 256, min: 1, max: 10000, doc: 'POSTs in flight at once per chat server node (also the connections per receiver origin).' },
     },
   },
   gateway: {

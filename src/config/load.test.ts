@@ -82,7 +82,7 @@ describe('parseConfig defaults', () => {
       signingSecret: '',
       allowedNetworks: ['public'],
       requestTimeoutMs: 10000,
-      maxConcurrency: 64,
+      maxConcurrency: 256,
     });
     expect(c.gateway).toEqual({ nodeGroup: 'gms-cluster' });
     expect(c.pushProviders.size).toBe(0);

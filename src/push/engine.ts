@@ -2,6 +2,9 @@
  * The flex-push engine of a chat server node: the active part of the durable outbox in memory, attempts
  * dispatched to the session's gateway node with bounded concurrency, every state change persisted.
  *
+ * Due notifications wait in a FIFO ready queue (fair: a hanging receiver cannot starve later ones); later
+ * attempts wait in a due-time index. A finished POST immediately starts the next one.
+ *
  * Time comes from the injected clock. `tick()` does one round of due work and resolves when the attempts it
  * started are finished, so tests drive resends with a manual clock; `run()` drives it in production.
  */
@@ -20,6 +23,7 @@ import {
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store/port.ts';
+import { DueIndex } from '../chat-server/due-index.ts';
 import type { GatewayRegistry } from './gateway-registry.ts';
 
 export interface PushEngineDeps {
@@ -38,6 +42,12 @@ export class PushEngine {
   private readonly active = new Map<string, Notification>();
   private readonly byChat = new Map<string, Set<string>>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Ids due now, oldest first; `head` is the next to take (a cheap queue). */
+  private ready: string[] = [];
+  private head = 0;
+  private readonly queued = new Set<string>();
+  /** Ids due later, by nextAttemptAt (entries are checked against the notification when popped). */
+  private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
   private kicked = false;
   private running = false;
@@ -47,6 +57,19 @@ export class PushEngine {
   /** Loads what was not final when the process stopped: a restart resends it. */
   async load(): Promise<void> {
     for (const n of await this.d.store.loadActiveNotifications()) this.track(n);
+  }
+
+  /** Puts a notification where its next attempt waits: the ready queue, the index, or nowhere (parked/final). */
+  private schedule(n: Notification): void {
+    if (isFinal(n) || n.nextAttemptAt === null) return;
+    if (n.nextAttemptAt <= this.d.clock.now()) {
+      if (!this.queued.has(n.id)) {
+        this.queued.add(n.id);
+        this.ready.push(n.id);
+      }
+    } else {
+      this.later.push(n.nextAttemptAt, n.id);
+    }
   }
 
   /** Ticks every 100 ms and at once when work arrives. */
@@ -103,7 +126,9 @@ export class PushEngine {
     for (const id of ids) {
       const n = this.active.get(id);
       if (n !== undefined && n.nextAttemptAt === null) {
-        this.active.set(id, unpark(n, now));
+        const due = unpark(n, now);
+        this.active.set(id, due);
+        this.schedule(due);
         any = true;
       }
     }
@@ -113,13 +138,26 @@ export class PushEngine {
   /** One round: starts every due attempt that fits the concurrency bound; resolves when they finish. */
   async tick(): Promise<void> {
     const now = this.d.clock.now();
+    for (const { at, key } of this.later.popDue(now)) {
+      const n = this.active.get(key);
+      if (n !== undefined && n.nextAttemptAt === at) this.schedule(n);
+    }
     const started: Array<Promise<void>> = [];
-    for (const n of this.active.values()) {
-      if (this.inFlight.size >= this.d.maxInFlight) break;
-      if (n.nextAttemptAt === null || n.nextAttemptAt > now || this.inFlight.has(n.id)) continue;
-      const p = this.attempt(n).finally(() => this.inFlight.delete(n.id));
-      this.inFlight.set(n.id, p);
+    while (this.inFlight.size < this.d.maxInFlight && this.head < this.ready.length) {
+      const id = this.ready[this.head++] as string;
+      this.queued.delete(id);
+      const n = this.active.get(id);
+      if (n === undefined || isFinal(n) || n.nextAttemptAt === null || n.nextAttemptAt > now || this.inFlight.has(id)) continue;
+      const p = this.attempt(n).finally(() => {
+        this.inFlight.delete(id);
+        this.kick();
+      });
+      this.inFlight.set(id, p);
       started.push(p);
+    }
+    if (this.head > 1024 && this.head * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.head);
+      this.head = 0;
     }
     this.d.metrics.pushOutboxDepth.set(this.active.size);
     await Promise.all(started);
@@ -166,6 +204,7 @@ export class PushEngine {
 
   private update(n: Notification): void {
     this.active.set(n.id, n);
+    this.schedule(n);
     this.persist([n]);
   }
 
@@ -182,6 +221,7 @@ export class PushEngine {
     let ids = this.byChat.get(n.chatId);
     if (ids === undefined) this.byChat.set(n.chatId, (ids = new Set()));
     ids.add(n.id);
+    this.schedule(n);
   }
 
   private untrack(n: Notification): void {
