@@ -158,6 +158,11 @@ describe('push', () => {
     expect(c.settings.flexPushResendDelayMs).toBe(2000);
     const bad = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp,telegram\n[settings]\nflex-push-content=session-id,chat-id\n`).problems;
     expect(bad.map((p) => `${p.section} ${p.key}`)).toEqual(['push pushEnabled', 'settings flex-push-content']);
+    const notHttp = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\ncustomhttp.url=ftp://files.example/push\n[push.x]\ncustomhttp.url=javascript:alert(1)\n`).problems;
+    expect(notHttp.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual([
+      'push customhttp.url: must be an http(s) URL, got "ftp://files.example/push"',
+      'push.x customhttp.url: must be an http(s) URL, got "javascript:alert(1)"',
+    ]);
     const missing = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\n`).problems;
     expect(missing.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual(['push customhttp.url: is required when pushEnabled includes customhttp']);
   });
