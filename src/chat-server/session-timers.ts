@@ -101,7 +101,10 @@ export class SessionTimers {
       const s = entry.session;
       if (s.state === 'ended') return;
       if (kind === 'route') {
-        if (s.state === 'waiting' && s.routing !== undefined && s.routing.until <= now) this.sessions.announce(s);
+        if (s.state !== 'waiting' || s.routing === undefined) return;
+        // Routed again since this entry was made: wait for the new deadline.
+        if (s.routing.until > now) return this.ensure('route', chatId, s.routing.until);
+        this.sessions.announce(s);
         return;
       }
       if (kind === 'disconnect') {
