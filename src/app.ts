@@ -42,9 +42,18 @@ export interface AppDeps {
   readonly autoPush?: boolean;
 }
 
+/** Another role served by the same HTTP server (the receiver in `parley start`). */
+export interface Mount {
+  readonly prefix: string;
+  handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): void;
+  /** true when it took the upgrade. */
+  upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+}
+
 export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  mount(m: Mount): void;
   readonly sessions: LiveSessions;
   readonly push: PushEngine;
   readonly timers: SessionTimers;
@@ -173,6 +182,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
   const agentStream = createAgentStream({ clock: deps.clock, directory, ops: agentOps, sessions });
   const cors = config.http.corsAllowedOrigins;
   const desk = await buildPage('desk');
+  const customer = config.receiver.enabled ? await buildPage('customer') : undefined;
+  const mounts: Mount[] = [];
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -186,9 +197,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
       void agentApi(req, res, path, url.searchParams);
       return;
     }
+    for (const m of mounts) {
+      if (path.startsWith(m.prefix)) {
+        m.handle(req, res, path, url.searchParams);
+        return;
+      }
+    }
     if (path === '/' && req.method === 'GET') {
-      res.writeHead(302, { location: '/desk/' });
+      res.writeHead(302, { location: customer === undefined ? '/desk/' : '/chat/' });
       res.end();
+      return;
+    }
+    if (path === '/chat' && customer !== undefined) {
+      res.writeHead(301, { location: '/chat/' });
+      res.end();
+      return;
+    }
+    if (customer !== undefined && path.startsWith('/chat/') && (req.method === 'GET' || req.method === 'HEAD') && servePage(customer, path.slice('/chat/'.length), req, res)) {
       return;
     }
     if (path === '/desk') {
@@ -235,13 +260,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    if (path === `${AGENT_API_PREFIX}ws`) agentStream.handleUpgrade(req, socket, head);
-    else socket.destroy();
+    if (path === `${AGENT_API_PREFIX}ws`) return agentStream.handleUpgrade(req, socket, head);
+    for (const m of mounts) if (path.startsWith(m.prefix) && m.upgrade?.(req, socket, head) === true) return;
+    socket.destroy();
   }
 
   return {
     handle,
     upgrade,
+    mount: (m) => void mounts.push(m),
     sessions,
     push,
     timers,

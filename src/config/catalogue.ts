@@ -222,6 +222,44 @@ export const FIXED_SECTIONS = {
       'max-concurrency': { type: 'int', default: 256, min: 1, max: 10000, doc: 'POSTs in flight at once per chat server node (also the connections per receiver origin).' },
     },
   },
+  receiver: {
+    group: 'receiver',
+    doc: 'The notification receiver and customer chat app (mid-layer between browsers and the gateway).',
+    options: {
+      enabled: { type: 'bool', default: true, doc: 'parley start runs the receiver and serves the customer page at /chat/.' },
+      'gateway-url': {
+        type: 'string', default: '', pattern: /^(https?:\/\/\S+)?$/, patternDoc: 'an http(s) URL or empty',
+        doc: 'Base URL of the gateway the receiver calls; empty = this process (parley start).',
+      },
+      service: {
+        type: 'string', default: 'customer-support', required: true, pattern: NAME, patternDoc: NAME_DOC,
+        doc: 'The chat service the customer page starts chats in.',
+      },
+      'node-group': {
+        type: 'string', default: 'gms-cluster', required: true, pattern: NAME, patternDoc: NAME_DOC,
+        doc: 'GCTI_GMS_NodeGroup of the push subscriptions the receiver makes.',
+      },
+      'store-path': { type: 'string', default: './data/receiver.db', required: true, doc: 'SQLite file of the token cache.' },
+      'ping-interval': {
+        type: 'seconds', default: 1800, min: 1, max: 86400,
+        doc: 'Rare ping refresh per session, spread out evenly, to catch missed notifications (never short polling).',
+      },
+      'health-urls': {
+        type: 'list', default: [], itemPattern: /^https?:\/\/\S+$/, itemDoc: 'an http(s) URL',
+        doc: 'Health endpoints of the chat server nodes to watch; empty = this process (parley start).',
+      },
+      'health-interval': { type: 'seconds', default: 5, min: 1, max: 3600, doc: 'How often each health endpoint is polled.' },
+      'health-failures': {
+        type: 'int', default: 3, min: 1, max: 100,
+        doc: 'Failed polls in a row after which a node counts as down and its sessions are pinged.',
+      },
+      'restore-concurrency': { type: 'int', default: 16, min: 1, max: 1000, doc: 'Restoration pings in flight at once.' },
+      'signing-secret': {
+        type: 'string', default: '', secret: true,
+        doc: 'Verify the Standard Webhooks signature of every push with this secret (the gateway\u2019s [push] signing-secret).',
+      },
+    },
+  },
   gateway: {
     group: 'gateway',
     doc: 'This gateway (GMS) node.',

@@ -6,10 +6,13 @@ import { systemClock, type Clock } from '../clock.ts';
 import type { Config } from '../config/catalogue.ts';
 import { createRandomIds, type IdSource } from '../ids.ts';
 import type { Logger } from '../log.ts';
+import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
+import { createReceiverRole, type ReceiverRole } from './receiver-role.ts';
 
 export interface Running {
   readonly app: App;
+  readonly receiver: ReceiverRole | undefined;
   readonly server: Server;
   /** Base URL, e.g. http://127.0.0.1:8080 */
   readonly url: string;
@@ -47,8 +50,23 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
+  let receiver: ReceiverRole | undefined;
+  if (config.receiver.enabled) {
+    const rc = config.receiver;
+    receiver = createReceiverRole(config, {
+      gatewayUrl: rc.gatewayUrl === '' ? url : rc.gatewayUrl,
+      healthUrls: rc.healthUrls.length === 0 ? [`${url}/health`] : rc.healthUrls,
+      clock: opts.clock ?? systemClock,
+      log: opts.log,
+      ...(opts.random === undefined ? {} : { random: opts.random }),
+      ...(opts.autoPush === undefined ? {} : { autoRun: opts.autoPush }),
+    });
+    const r = receiver;
+    app.mount({ prefix: RECEIVER_PREFIX, handle: r.http.handle, upgrade: r.http.upgrade });
+  }
   return {
     app,
+    receiver,
     server,
     url,
     async close() {
@@ -56,6 +74,7 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await receiver?.close();
       await app.close();
     },
   };

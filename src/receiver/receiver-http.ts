@@ -1,0 +1,202 @@
+/**
+ * The receiver's HTTP surface:
+ *   POST /receiver/push            customhttp notifications from the gateway (signature checked when a secret is set)
+ *   GET  /receiver/ws              one WebSocket per browser tab (protocol in docs/receiver.md)
+ *   POST /receiver/file            multipart upload from the browser (header x-parley-session)
+ *   GET  /receiver/file/{id}       download (query session=<token>)
+ *   GET  /receiver/file-limits     file limits (query session=<token>)
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
+import { readBody } from '../http/body.ts';
+import { parseMultipart } from '../http/multipart.ts';
+import { sendJson } from '../http/respond.ts';
+import type { Logger } from '../log.ts';
+import { verifyWebhook } from '../push/signing.ts';
+import type { Receiver } from './receiver.ts';
+
+export const RECEIVER_PREFIX = '/receiver/';
+const MAX_PUSH_BODY = 1024 * 1024;
+const MAX_FRAME = 64 * 1024;
+const MAX_BAD_FRAMES = 10;
+
+export interface ReceiverHttpOptions {
+  readonly receiver: Receiver;
+  readonly signingSecret: string;
+  readonly maxFileSize: number;
+  readonly log: Logger;
+}
+
+function fail(res: ServerResponse, e: unknown): void {
+  const err = toParleyError(e);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, err.spec.http, { error: { code: err.code, message: publicAdvice(err) } });
+}
+
+export function createReceiverHttp(o: ReceiverHttpOptions) {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME });
+  wss.on('connection', (ws: WebSocket) => browserSocket(ws, o.receiver));
+
+  async function push(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = await readBody(req, MAX_PUSH_BODY);
+    if (o.signingSecret !== '') verifyWebhook(o.signingSecret, req.headers, raw);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new ParleyError('INVALID_PARAMETER', 'The push body is not JSON.');
+    }
+    if (typeof body !== 'object' || body === null) throw new ParleyError('INVALID_PARAMETER', 'The push body is not a JSON object.');
+    const result = o.receiver.onPush(body);
+    // 410 tells the chat server to stop resending a notification for a session this receiver does not run.
+    if (result === 'unknown-device') return sendJson(res, 410, { error: { code: 'UNKNOWN_CHAT', message: 'No session for this deviceId.' } });
+    sendJson(res, 200, { ok: true, duplicate: result === 'duplicate' });
+  }
+
+  async function upload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const token = String(req.headers['x-parley-session'] ?? '');
+    o.receiver.session(token);
+    const { form, file } = await parseMultipart(req, { maxFieldLength: 4096, maxFileSize: o.maxFileSize, maxBodySize: o.maxFileSize + 65536 });
+    if (file === undefined) throw new ParleyError('MISSING_PARAMETER', 'The multipart part "file" is required.');
+    const reply = await o.receiver.upload(token, file, form.userData['file-description'] ?? form.fields.get('description'));
+    sendJson(res, 200, reply);
+  }
+
+  async function download(res: ServerResponse, fileId: string, token: string): Promise<void> {
+    const r = await o.receiver.download(token, fileId);
+    res.writeHead(r.status, { ...r.headers, 'content-length': r.body.length, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    res.end(r.body);
+  }
+
+  return {
+    handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): void {
+      const rel = path.slice(RECEIVER_PREFIX.length);
+      const run = async () => {
+        if (rel === 'push' && req.method === 'POST') return push(req, res);
+        if (rel === 'file' && req.method === 'POST') return upload(req, res);
+        if (rel === 'file-limits' && req.method === 'GET') {
+          return sendJson(res, 200, await o.receiver.operate(query.get('session') ?? '', 'file/limits'));
+        }
+        const m = /^file\/([^/]+)$/.exec(rel);
+        if (m !== null && req.method === 'GET') return download(res, decodeURIComponent(m[1] ?? ''), query.get('session') ?? '');
+        req.resume();
+        throw new ParleyError('NOT_FOUND');
+      };
+      run().catch((e: unknown) => {
+        const err = toParleyError(e);
+        if (err.code === 'INTERNAL') o.log.error({ err: e }, 'receiver request failed');
+        fail(res, err);
+      });
+    },
+    upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+      if (new URL(req.url ?? '/', 'http://x').pathname !== `${RECEIVER_PREFIX}ws`) return false;
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      return true;
+    },
+    close(): void {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+    },
+  };
+}
+
+/**
+ * One browser tab. Frames in: start {nickname, subject?, emailAddress?} | resume {token, from} | send {text}
+ * | typing {typing, text?} | leave | ping. Frames out: started {token, chatId, nickname} | events {events,
+ * chatEnded, nextPosition} | pong | error {error: {code, message}}.
+ */
+function browserSocket(ws: WebSocket, receiver: Receiver): void {
+  let token: string | undefined;
+  let detach: (() => void) | undefined;
+  let bad = 0;
+  const send = (frame: unknown) => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+  };
+  const bind = (t: string) => {
+    detach?.();
+    token = t;
+    detach = receiver.attach(t, { send });
+  };
+  ws.on('close', () => detach?.());
+  ws.on('error', () => ws.terminate());
+  ws.on('message', (data, isBinary) => {
+    void (async () => {
+      const msg = parse(isBinary ? undefined : data.toString());
+      const str = (k: string, max = 65536): string | undefined => {
+        const v = msg[k];
+        if (v === undefined) return undefined;
+        if (typeof v !== 'string' || v.length > max) throw new ParleyError('INVALID_PARAMETER', `${k} must be a string of at most ${max} characters.`);
+        return v;
+      };
+      switch (msg.type) {
+        case 'start': {
+          const nickname = str('nickname', 256)?.trim() ?? '';
+          if (nickname === '') throw new ParleyError('MISSING_PARAMETER', 'nickname is required.');
+          const { session, events } = await receiver.start({ nickname, subject: str('subject', 1024) ?? '', emailAddress: str('emailAddress', 256) ?? '' });
+          bind(session.browserToken);
+          send({ type: 'started', token: session.browserToken, chatId: session.chatId, nickname: session.nickname });
+          send({ type: 'events', events, chatEnded: session.ended, nextPosition: session.nextPosition });
+          return;
+        }
+        case 'resume': {
+          const t = str('token', 256) ?? '';
+          const from = msg['from'];
+          if (typeof from !== 'number' || !Number.isInteger(from) || from < 0) throw new ParleyError('INVALID_PARAMETER', 'from must be an integer >= 0.');
+          const s = receiver.session(t);
+          bind(t);
+          const r = await receiver.catchUp(t, from);
+          send({ type: 'started', token: t, chatId: s.chatId, nickname: s.nickname, resumed: true });
+          send({ type: 'events', ...r });
+          return;
+        }
+        case 'ping':
+          return send({ type: 'pong' });
+      }
+      if (token === undefined) throw new ParleyError('ACCESS_DENIED', 'Start or resume a chat first.');
+      switch (msg.type) {
+        case 'send': {
+          const text = str('text') ?? '';
+          if (text.trim() === '') throw new ParleyError('MISSING_PARAMETER', 'text is required.');
+          await receiver.operate(token, 'send', { message: text });
+          return;
+        }
+        case 'typing': {
+          const on = msg['typing'];
+          if (typeof on !== 'boolean') throw new ParleyError('INVALID_PARAMETER', 'typing must be true or false.');
+          const text = str('text', 4096);
+          await receiver.operate(token, on ? 'startTyping' : 'stopTyping', text === undefined ? {} : { message: text });
+          return;
+        }
+        case 'leave':
+          await receiver.operate(token, 'disconnect');
+          return;
+        default:
+          throw new ParleyError('INVALID_PARAMETER', 'Unknown frame type.');
+      }
+    })().catch((e: unknown) => {
+      const err = toParleyError(e);
+      send({ type: 'error', error: { code: err.code, message: publicAdvice(err) } });
+      bad += err.code === 'INVALID_PARAMETER' || err.code === 'ACCESS_DENIED' ? 1 : 0;
+      if (bad >= MAX_BAD_FRAMES) ws.close(4400, 'too many bad frames');
+    });
+  });
+}
+
+function parse(text: string | undefined): Record<string, unknown> & { type: string } {
+  if (text === undefined) throw new ParleyError('INVALID_PARAMETER', 'Frames are JSON text.');
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new ParleyError('INVALID_PARAMETER', 'The frame is not valid JSON.');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') {
+    throw new ParleyError('INVALID_PARAMETER', 'A frame is a JSON object with a string "type".');
+  }
+  return v as Record<string, unknown> & { type: string };
+}

@@ -1,0 +1,338 @@
+/**
+ * The notification-receiver-app + custom-chat-app (mid-layer form): browsers talk only to the receiver;
+ * the receiver talks Chat API v2 to the gateway and receives its customhttp pushes.
+ *
+ * - Start: Request Chat with push subscription userData (device id per session, include payload, resend),
+ *   tokens cached durably; the browser gets its own token, never the secureKey.
+ * - Push: events go to the session's browsers at once (from the payload), then a refresh with the cached
+ *   tokens acknowledges the push and fetches anything missed. Refreshes of one session never overlap; a
+ *   push during a refresh makes one more refresh afterwards.
+ * - Never short-polls: one rare ping refresh per session every ping-interval, spread out evenly; a failed
+ *   refresh (gateway down) is retried with backoff, so an acknowledgement is never lost.
+ * - HA: `restoreNode(alias)` pings every cached session of a chat server node that restarted, with bounded
+ *   concurrency; a ParticipantLeft of participantId 1 with quit-reason-advice=reconnect pings that session.
+ */
+import type { Clock } from '../clock.ts';
+import type { ChatEvent, ReplyMessage } from '../chat/types.ts';
+import { ParleyError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { DueIndex } from '../chat-server/due-index.ts';
+import type { CachedSession, TokenCache } from './token-cache.ts';
+import type { ChatReply, GatewayClient } from './gateway-client.ts';
+
+export interface ReceiverSettings {
+  readonly nodeGroup: string;
+  readonly pingIntervalMs: number;
+  readonly restoreConcurrency: number;
+  /** Random in [0,1): spreads the first pings; injected for tests. */
+  readonly random: () => number;
+  readonly newToken: () => string;
+  readonly newDeviceId: () => string;
+}
+
+/** What a browser connection can be sent. */
+export interface BrowserLink {
+  send(frame: unknown): void;
+}
+
+export interface PushBodyIn {
+  readonly deviceId?: unknown;
+  readonly notificationId?: unknown;
+  readonly type?: unknown;
+  readonly data?: { readonly messages?: unknown; readonly chatEnded?: unknown; readonly nextPosition?: unknown };
+}
+
+const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
+const DEDUPE = 10_000;
+
+function isEvent(m: ReplyMessage): m is ChatEvent {
+  return typeof (m as { index?: unknown }).index === 'number';
+}
+
+/** The shutdown advice of a chat server: the client's own ParticipantLeft with quit-reason-advice=reconnect. */
+export function isReconnectAdvice(e: ChatEvent): boolean {
+  return e.type === 'ParticipantLeft' && e.from.participantId === 1 && e.userData?.['quit-reason-advice'] === 'reconnect';
+}
+
+export class Receiver {
+  private readonly browsers = new Map<string, Set<BrowserLink>>();
+  private readonly refreshing = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly pings = new DueIndex();
+  private readonly seenPushes = new Set<string>();
+  /** Per session: the next event index the browsers have not been sent yet. */
+  private readonly delivered = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly cache: TokenCache,
+    private readonly gateway: GatewayClient,
+    private readonly clock: Clock,
+    private readonly settings: ReceiverSettings,
+    private readonly log: Logger,
+  ) {
+    for (const s of cache.all()) this.pings.push(s.nextPingAt, s.browserToken);
+  }
+
+  run(tickMs = 250): void {
+    this.timer = setInterval(() => void this.tick(), tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+  }
+
+  get sessions(): number {
+    return this.cache.size;
+  }
+
+  /** Starts a chat for a browser. */
+  async start(input: { nickname: string; subject?: string; emailAddress?: string }): Promise<{ session: CachedSession; events: readonly ChatEvent[] }> {
+    const deviceId = this.settings.newDeviceId();
+    const reply = await this.gateway.requestChat({
+      nickname: input.nickname,
+      subject: input.subject ?? '',
+      emailAddress: input.emailAddress ?? '',
+      'userData[GCTI_Chat_PushSubscribe]': 'true',
+      'userData[GCTI_GMS_NodeGroup]': this.settings.nodeGroup,
+      'userData[GCTI_GMS_PushDeviceId]': deviceId,
+      'userData[GCTI_GMS_PushDeviceType]': 'customhttp',
+      'userData[GCTI_GMS_PushIncludePayload]': 'true',
+      'userData[GCTI_GMS_PushResend]': 'true',
+      'userData[GCTI_Chat_AsyncMode]': 'true',
+    });
+    if (reply.statusCode !== 0 || reply.chatId === undefined || reply.secureKey === undefined) throw replyError(reply);
+    const now = this.clock.now();
+    const session: CachedSession = {
+      browserToken: this.settings.newToken(),
+      deviceId,
+      serviceName: this.gateway.service,
+      chatId: reply.chatId,
+      userId: reply.userId ?? '',
+      secureKey: reply.secureKey,
+      alias: reply.alias ?? '',
+      nickname: input.nickname,
+      createdAt: now,
+      nextPosition: reply.nextPosition ?? 1,
+      ended: reply.chatEnded,
+      // Spread evenly: 100K sessions at 30 min make about 55 pings/s, not bursts.
+      nextPingAt: now + Math.floor(this.settings.random() * this.settings.pingIntervalMs) + 1,
+    };
+    this.cache.put(session);
+    this.pings.push(session.nextPingAt, session.browserToken);
+    return { session, events: reply.messages.filter(isEvent) };
+  }
+
+  /** The session of a browser token, or AGENT-free ACCESS_DENIED (a browser cannot claim another's). */
+  session(token: string): CachedSession {
+    const s = this.cache.byBrowserToken(token) ?? this.cache.endedByBrowserToken(token);
+    if (s === undefined) throw new ParleyError('ACCESS_DENIED', 'Unknown chat session token.');
+    return s;
+  }
+
+  attach(token: string, link: BrowserLink): () => void {
+    let set = this.browsers.get(token);
+    if (set === undefined) this.browsers.set(token, (set = new Set()));
+    set.add(link);
+    return () => {
+      set.delete(link);
+      if (set.size === 0) this.browsers.delete(token);
+    };
+  }
+
+  /** Events from `from` on, for a browser that (re)connects: read from the gateway (a refresh). */
+  async catchUp(token: string, from: number): Promise<{ events: readonly ChatEvent[]; chatEnded: boolean; nextPosition: number }> {
+    const s = this.session(token);
+    if (s.ended) return { events: [], chatEnded: true, nextPosition: s.nextPosition };
+    const reply = await this.call(s, 'refresh', { transcriptPosition: Math.max(1, from) });
+    const fresh = this.absorb(s.browserToken, reply);
+    return { events: reply.messages.filter(isEvent).filter((e) => !isReconnectAdvice(e)), chatEnded: fresh?.ended ?? true, nextPosition: reply.nextPosition ?? s.nextPosition };
+  }
+
+  /**
+   * A Chat API operation for the browser (send, startTyping, stopTyping, disconnect, file/limits, ...). The
+   * reply carries the events from the browsers' position on, so they see their own messages too.
+   */
+  async operate(token: string, operation: string, fields: Record<string, string> = {}): Promise<ChatReply> {
+    const s = this.session(token);
+    if (s.ended && operation !== 'file/limits') throw new ParleyError('CHAT_ENDED');
+    const reply = await this.call(s, operation, { transcriptPosition: this.nextToDeliver(token, s), ...fields });
+    this.deliver(token, reply.messages.filter(isEvent), reply.chatEnded);
+    this.absorb(token, reply);
+    return reply;
+  }
+
+  /** Uploads a browser's file into the chat; the transcript shows it through the usual delivery. */
+  async upload(token: string, file: { fileName: string; contentType: string; bytes: Buffer }, description?: string): Promise<ChatReply> {
+    const s = this.session(token);
+    if (s.ended) throw new ParleyError('CHAT_ENDED');
+    const { reply } = await this.gateway.upload(s, file, description, this.nextToDeliver(token, s));
+    if (reply.statusCode !== 0) throw replyError(reply);
+    this.deliver(token, reply.messages.filter(isEvent), reply.chatEnded);
+    this.absorb(token, reply);
+    return reply;
+  }
+
+  async download(token: string, fileId: string): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+    return this.gateway.download(this.session(token), fileId);
+  }
+
+  /** A customhttp POST from the gateway. Unknown devices and duplicates are ignored (answered 200). */
+  onPush(body: PushBodyIn): 'ok' | 'unknown-device' | 'duplicate' {
+    const deviceId = typeof body.deviceId === 'string' ? body.deviceId : '';
+    const s = this.cache.byDeviceId(deviceId);
+    if (s === undefined) return 'unknown-device';
+    const id = typeof body.notificationId === 'string' ? body.notificationId : undefined;
+    const attempt = typeof (body as { attempt?: unknown }).attempt === 'number' ? (body as { attempt: number }).attempt : 1;
+    // A resend of a notification seen before still needs an acknowledgement (the first one may have been
+    // lost), but its events are not delivered twice.
+    const duplicate = id !== undefined && this.seenPushes.has(id);
+    if (id !== undefined && !duplicate) this.rememberPush(id);
+    if (!duplicate) {
+      const events = Array.isArray(body.data?.messages) ? (body.data.messages as ReplyMessage[]).filter(isEvent) : [];
+      this.deliver(s.browserToken, events, body.data?.chatEnded === true);
+    }
+    this.refresh(s.browserToken);
+    return duplicate && attempt > 1 ? 'duplicate' : 'ok';
+  }
+
+  /** Pings every cached session of a chat server node that restarted or stopped answering. */
+  async restoreNode(alias: string): Promise<number> {
+    const targets = this.cache.onNode(alias);
+    this.log.warn({ alias, sessions: targets.length }, 'chat server node restarted or unreachable: restoring its sessions');
+    let next = 0;
+    const worker = async () => {
+      while (next < targets.length) {
+        const s = targets[next++] as CachedSession;
+        await this.refresh(s.browserToken);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.settings.restoreConcurrency, targets.length) }, worker));
+    return targets.length;
+  }
+
+  /** Due pings (and ack retries). Resolves when they are done; tests call it after moving a clock. */
+  async tick(): Promise<void> {
+    const now = this.clock.now();
+    const due = this.pings.popDue(now, 5000);
+    const work: Array<Promise<void>> = [];
+    for (const { at, key } of due) {
+      const s = this.cache.byBrowserToken(key);
+      if (s === undefined || s.nextPingAt !== at) continue;
+      work.push(this.refresh(key));
+    }
+    await Promise.all(work);
+  }
+
+  /**
+   * Refreshes a session now (acknowledging its pushes) unless a refresh is running, in which case one more
+   * runs after it. Resolves when the session is up to date.
+   */
+  refresh(token: string): Promise<void> {
+    const running = this.refreshing.get(token);
+    if (running !== undefined) {
+      this.again.add(token);
+      return running;
+    }
+    const run = (async () => {
+      do {
+        this.again.delete(token);
+        await this.refreshOnce(token);
+      } while (this.again.has(token));
+    })().finally(() => this.refreshing.delete(token));
+    this.refreshing.set(token, run);
+    return run;
+  }
+
+  private async refreshOnce(token: string): Promise<void> {
+    const s = this.cache.byBrowserToken(token);
+    if (s === undefined) return;
+    try {
+      const reply = await this.call(s, 'refresh', { transcriptPosition: this.nextToDeliver(token, s) });
+      this.failures.delete(token);
+      const events = reply.messages.filter(isEvent);
+      this.deliver(token, events, reply.chatEnded);
+      const after = this.absorb(token, reply);
+      if (after !== undefined && !after.ended) this.schedulePing(after, this.clock.now() + this.settings.pingIntervalMs);
+      // The node that served us is shutting down: ping again at once so another node restores the session.
+      if (events.some(isReconnectAdvice)) this.again.add(token);
+    } catch (err) {
+      const n = (this.failures.get(token) ?? 0) + 1;
+      this.failures.set(token, n);
+      const wait = RETRY_MS[Math.min(n, RETRY_MS.length) - 1] ?? 60_000;
+      this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message }, 'refresh failed; retrying');
+      this.schedulePing(s, this.clock.now() + wait);
+    }
+  }
+
+  private async call(s: CachedSession, operation: string, fields: Record<string, string | number>): Promise<ChatReply> {
+    const reply = await this.gateway.operate(s, operation, fields);
+    if (reply.statusCode !== 0 && reply.chatEnded) {
+      this.cache.put({ ...s, ended: true });
+      this.broadcast(s.browserToken, { type: 'events', events: [], chatEnded: true, nextPosition: s.nextPosition });
+    }
+    if (reply.statusCode !== 0) throw replyError(reply);
+    return reply;
+  }
+
+  /** Takes the reply's alias (restoration may move the session) and position; returns the cached state. */
+  private absorb(token: string, reply: ChatReply, advance = true): CachedSession | undefined {
+    const s = this.cache.byBrowserToken(token);
+    if (s === undefined) return undefined;
+    const next: CachedSession = {
+      ...s,
+      alias: reply.alias ?? s.alias,
+      nextPosition: advance ? Math.max(s.nextPosition, reply.nextPosition ?? s.nextPosition) : s.nextPosition,
+      ended: s.ended || reply.chatEnded,
+    };
+    if (next.alias !== s.alias || next.nextPosition !== s.nextPosition || next.ended !== s.ended) this.cache.put(next);
+    return next;
+  }
+
+  private nextToDeliver(token: string, s: CachedSession): number {
+    return this.delivered.get(token) ?? s.nextPosition;
+  }
+
+  /**
+   * Sends the browsers the events that continue what they have, in index order and without gaps: an event
+   * after a gap waits for the refresh that fills it. The shutdown advice is not shown to the customer.
+   */
+  private deliver(token: string, events: readonly ChatEvent[], chatEnded: boolean): void {
+    const s = this.cache.byBrowserToken(token) ?? this.cache.endedByBrowserToken(token);
+    if (s === undefined) return;
+    let next = this.nextToDeliver(token, s);
+    const fresh: ChatEvent[] = [];
+    for (const e of [...events].sort((a, b) => a.index - b.index)) {
+      if (e.index < next) continue;
+      if (e.index > next) break;
+      next++;
+      if (!isReconnectAdvice(e)) fresh.push(e);
+    }
+    this.delivered.set(token, next);
+    if (fresh.length > 0 || chatEnded) this.broadcast(token, { type: 'events', events: fresh, chatEnded, nextPosition: next });
+  }
+
+  private broadcast(token: string, frame: unknown): void {
+    for (const b of this.browsers.get(token) ?? []) b.send(frame);
+  }
+
+  private schedulePing(s: CachedSession, at: number): void {
+    this.cache.put({ ...s, nextPingAt: at });
+    this.pings.push(at, s.browserToken);
+  }
+
+  private rememberPush(id: string): void {
+    this.seenPushes.add(id);
+    if (this.seenPushes.size > DEDUPE) {
+      const oldest = this.seenPushes.values().next().value;
+      if (oldest !== undefined) this.seenPushes.delete(oldest);
+    }
+  }
+}
+
+function replyError(reply: ChatReply): ParleyError {
+  const advice = reply.errors?.[0]?.advice ?? 'The chat server refused the request.';
+  return new ParleyError(reply.chatEnded ? 'CHAT_ENDED' : reply.statusCode === 1 ? 'UNAVAILABLE' : 'INVALID_PARAMETER', advice);
+}
