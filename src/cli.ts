@@ -5,11 +5,14 @@
 import { loadConfigFile } from './config/load.ts';
 import { ParleyError } from './errors.ts';
 import { createLogger } from './log.ts';
+import { startReceiverOnly } from './roles/receiver-only.ts';
 import { startAll } from './roles/start.ts';
 
-const USAGE = `usage: parley start [--config FILE]
+const USAGE = `usage: parley <start|receiver> [--config FILE]
 
-  start     run the chat server, the Chat API v2 gateway and the agent API in one process
+  start     run every role in one process: chat server, Chat API v2 gateway, agent API and desk,
+            notification receiver and customer chat page
+  receiver  run only the notification receiver and the customer page, against [receiver] gateway-url
   --config  INI file (default: config/parley.ini); PARLEY_<SECTION>_<KEY> variables override it`;
 
 async function main(argv: string[]): Promise<number> {
@@ -27,23 +30,27 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  if (command !== 'start') {
+  if (command !== 'start' && command !== 'receiver') {
     process.stderr.write(`parley: unknown command "${command}"\n${USAGE}\n`);
     return 2;
   }
   const config = loadConfigFile(configPath, process.env);
   const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'info' });
-  const running = await startAll(config, { log });
+  const running = command === 'receiver' ? await startReceiverOnly(config, log) : await startAll(config, { log });
   const base = running.url;
-  process.stdout.write(
-    [
-      `Parley is running (app dbid ${config.node.appDbid}, store ${config.store.path})`,
-      `  Chat API v2:   ${base}/genesys/2/chat/{serviceName}   services: ${[...config.services.keys()].join(', ')}`,
-      `  Agent API:     ${base}/agent/api/login   (WebSocket ${base.replace('http', 'ws')}/agent/api/ws)`,
-      `  Health:        ${base}/health`,
-      '',
-    ].join('\n'),
-  );
+  const lines =
+    command === 'receiver'
+      ? [`Parley receiver is running (gateway ${config.receiver.gatewayUrl})`, `  Customer chat: ${base}/chat/`, `  Push endpoint: ${base}/receiver/push`]
+      : [
+          `Parley is running (app dbid ${config.node.appDbid}, store ${config.store.path})`,
+          `  Customer chat: ${base}/chat/`,
+          `  Agent desk:    ${base}/desk/   (agents: ${[...config.agents.keys()].join(', ')})`,
+          `  Chat API v2:   ${base}/genesys/2/chat/{serviceName}   services: ${[...config.services.keys()].join(', ')}`,
+          `  Agent API:     ${base}/agent/api/login   (WebSocket ${base.replace('http', 'ws')}/agent/api/ws)`,
+          `  Push endpoint: ${base}/receiver/push`,
+          `  Health:        ${base}/health   Metrics: ${base}/metrics`,
+        ];
+  process.stdout.write(`${lines.join('\n')}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

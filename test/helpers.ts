@@ -59,7 +59,11 @@ export async function startTestServer(
   opts: Partial<StartOptions> = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'parley-test-'));
-  const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_STORE_PATH: join(dir, 'parley.db'), ...env });
+  const config = parseConfig(BASE_INI + extraIni, 'test.ini', {
+    PARLEY_STORE_PATH: join(dir, 'parley.db'),
+    PARLEY_RECEIVER_STORE_PATH: join(dir, 'receiver.db'),
+    ...env,
+  });
   const startOpts: StartOptions = { log: silentLogger, ...opts };
   let running = await startAll(config, startOpts);
   const server: TestServer = {

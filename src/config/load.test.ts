@@ -130,7 +130,7 @@ describe('problems', () => {
     expect(problems.map((p) => [p.section, p.key, p.message, p.line])).toEqual([
       ['htp', '', 'unknown section; did you mean [http]?', 2],
       ['chats.sales', '', 'unknown section; did you mean [chat.sales]?', 4],
-      ['frobnicator', '', 'unknown section (known: node, http, store, client-file-transfer, settings, inactivity-control, routing, chat, push, gateway, chat.<name>, agent.<id>, push.<provider>)', 5],
+      ['frobnicator', '', 'unknown section (known: node, http, store, client-file-transfer, settings, inactivity-control, routing, chat, push, receiver, gateway, chat.<name>, agent.<id>, push.<provider>)', 5],
     ]);
   });
 
