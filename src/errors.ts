@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'CHAT_ALREADY_TAKEN'
   | 'PUSH_TARGET_FORBIDDEN'
   | 'SIGNATURE_INVALID'
+  | 'NOT_OWNER'
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'CONFIG_INVALID'
@@ -71,6 +72,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   CHAT_ALREADY_TAKEN: { http: 409, wire: 122, statusCode: 2, advice: 'Another agent accepted this chat first.' },
   PUSH_TARGET_FORBIDDEN: { http: 400, wire: 126, statusCode: 2, advice: 'The push target is not an allowed http(s) address ([push] allowed-networks).' },
   SIGNATURE_INVALID: { http: 401, wire: 127, statusCode: 2, advice: 'The webhook signature is missing, malformed, stale or wrong.' },
+  NOT_OWNER: { http: 409, wire: 128, statusCode: 1, advice: 'Another chat server node owns this session now; retry.' },
   RATE_LIMITED: { http: 429, wire: 123, statusCode: 1, advice: 'Too many requests; retry later.' },
   UNAVAILABLE: { http: 503, wire: 124, statusCode: 1, advice: 'The service is temporarily unavailable; retry later.' },
   CONFIG_INVALID: { http: 500, wire: 125, statusCode: 2, advice: 'The configuration is invalid.' },

@@ -37,8 +37,10 @@ describe('Config type derived from the catalogue', () => {
       readonly maxFieldLength: number;
     }>();
     expectTypeOf<Config['store']>().toEqualTypeOf<{
-      readonly type: 'sqlite';
+      readonly type: 'sqlite' | 'postgres';
       readonly path: string;
+      readonly url: string;
+      readonly poolSize: number;
       readonly synchronous: 'normal' | 'full';
     }>();
     expectTypeOf<Config['fileTransfer']>().toEqualTypeOf<FileLimits>();

@@ -55,8 +55,16 @@ export const FIXED_SECTIONS = {
     group: 'store',
     doc: 'Where chat sessions, transcripts and files are kept.',
     options: {
-      type: { type: 'enum', values: ['sqlite'], default: 'sqlite', doc: 'Storage engine.' },
+      type: {
+        type: 'enum', values: ['sqlite', 'postgres'], default: 'sqlite',
+        doc: 'Storage engine: the embedded SQLite file, or PostgreSQL shared by several nodes (HA).',
+      },
       path: { type: 'string', default: './data/parley.db', required: true, doc: 'SQLite database file.' },
+      url: {
+        type: 'string', default: '', secret: true, pattern: /^(postgres(ql)?:\/\/\S+)?$/, patternDoc: 'a postgres:// URL or empty',
+        doc: 'PostgreSQL connection URL (type = postgres), e.g. postgres://parley@127.0.0.1:5432/parley.',
+      },
+      'pool-size': { type: 'int', default: 16, min: 1, max: 1000, doc: 'PostgreSQL connections per process.' },
       synchronous: {
         type: 'enum', values: ['normal', 'full'], default: 'normal',
         doc: 'SQLite synchronous mode: full also survives power loss, normal only process crashes.',

@@ -37,7 +37,7 @@ describe('parseConfig defaults', () => {
       maxBodySize: 10485760,
       maxFieldLength: 65536,
     });
-    expect(c.store).toEqual({ type: 'sqlite', path: './data/parley.db', synchronous: 'normal' });
+    expect(c.store).toEqual({ type: 'sqlite', path: './data/parley.db', synchronous: 'normal', url: '', poolSize: 16 });
     expect(c.fileTransfer).toEqual({
       uploadMaxTotalSize: 5242880,
       uploadMaxFileSize: 2097152,

@@ -47,4 +47,10 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         ? 'is required when pushEnabled includes customhttp'
         : undefined,
   },
+  {
+    section: 'store',
+    key: 'url',
+    uses: [['store', 'type']],
+    check: (c) => (c.store.type === 'postgres' && c.store.url === '' ? 'is required when type = postgres' : undefined),
+  },
 ];

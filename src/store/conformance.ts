@@ -178,6 +178,57 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.loadEvents(c.session.chatId, 1)).toEqual(c.events);
     });
 
+    it('owns a new session by its alias at epoch 1; a claim is a compare-and-set that exactly one racer wins', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      expect((await store.loadOwned(c.session.chatId))?.ownership).toEqual({ owner: '117', epoch: 1 });
+      const results = await Promise.all([
+        store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '201'),
+        store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '202'),
+      ]);
+      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      const winner = results.find((r) => r !== undefined);
+      expect((await store.loadOwned(c.session.chatId))?.ownership).toEqual(winner);
+      expect(winner?.epoch).toBe(2);
+      expect(await store.claimSession('no-such-chat', { owner: '117', epoch: 1 }, '201')).toBeUndefined();
+    });
+
+    it('fences writes: the old owner can no longer change a claimed session', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      const m = say(c.session, 1, 'Message', { text: 'from the old owner' }, 2000);
+      await store.recordChange({ ...m, fence: { owner: '117', epoch: 1 } });
+      await store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '201');
+      const late = say(m.session, 1, 'Message', { text: 'too late' }, 3000);
+      await expect(store.recordChange({ ...late, fence: { owner: '117', epoch: 1 } })).rejects.toMatchObject({ code: 'NOT_OWNER' });
+      expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.text ?? e.type)).toEqual(['ParticipantJoined', 'hello', 'from the old owner']);
+      await store.recordChange({ ...late, fence: { owner: '201', epoch: 2 } });
+      expect(await store.listOwnedOpenSessions('201')).toEqual([expect.objectContaining({ chatId: c.session.chatId })]);
+      expect(await store.listOwnedOpenSessions('117')).toEqual([]);
+    });
+
+    it('loads the active notifications of one session', async () => {
+      const a = subscribed();
+      const b = subscribed();
+      await store.createSession(a);
+      await store.createSession(b);
+      await store.saveNotifications([notification(a.session, 'na'), notification(b.session, 'nb')]);
+      expect((await store.loadActiveNotificationsFor(a.session.chatId)).map((n) => n.id)).toEqual(['na']);
+    });
+
+    it('registers nodes with pid, URL and heartbeat', async () => {
+      await store.registerNode({ appDbid: '201', pid: 11, url: 'http://127.0.0.1:1', startedAt: 1000, heartbeatAt: 1000 });
+      await store.registerNode({ appDbid: '202', pid: 12, url: 'http://127.0.0.1:2', startedAt: 1000, heartbeatAt: 1000 });
+      await store.heartbeat('201', 5000);
+      await store.registerNode({ appDbid: '202', pid: 13, url: 'http://127.0.0.1:3', startedAt: 6000, heartbeatAt: 6000 });
+      expect(await store.listNodes()).toEqual([
+        { appDbid: '201', pid: 11, url: 'http://127.0.0.1:1', startedAt: 1000, heartbeatAt: 5000 },
+        { appDbid: '202', pid: 13, url: 'http://127.0.0.1:3', startedAt: 6000, heartbeatAt: 6000 },
+      ]);
+      await store.removeNode('201');
+      expect((await store.listNodes()).map((n) => n.appDbid)).toEqual(['202']);
+    });
+
     it('keeps active notifications across a restart', async () => {
       const c = subscribed();
       await store.createSession(c);

@@ -21,6 +21,28 @@ export interface ChangeRecord {
   readonly events: readonly ChatEvent[];
   readonly outbox?: readonly Notification[];
   readonly file?: StoredFile;
+  /**
+   * Write only while the session is still owned this way (HA fencing): a node that lost the session to
+   * another node can no longer change it. The write fails with NOT_OWNER otherwise.
+   */
+  readonly fence?: Ownership;
+}
+
+/** Which chat server node owns a session; `epoch` grows with every change of owner. */
+export interface Ownership {
+  readonly owner: string;
+  readonly epoch: number;
+}
+
+/** A chat server node as registered in the shared store. */
+export interface NodeRecord {
+  /** The application dbid, which is also the alias clients send. */
+  readonly appDbid: string;
+  readonly pid: number;
+  /** Base URL of the node's HTTP listener. */
+  readonly url: string;
+  readonly startedAt: number;
+  readonly heartbeatAt: number;
 }
 
 export interface SessionSummary {
@@ -31,12 +53,21 @@ export interface SessionSummary {
 }
 
 export interface Store {
-  /** Records a new session with its first events. Fails if the chatId exists. */
+  /** Records a new session with its first events, owned by `session.alias` at epoch 1. Fails if the chatId exists. */
   createSession(change: ChangeRecord): Promise<void>;
   /** Records a change of an existing session. Events must continue the stored index sequence. */
   recordChange(change: ChangeRecord): Promise<void>;
   /** The session, or undefined. */
   loadSession(chatId: string): Promise<Session | undefined>;
+  /** The session with its ownership, or undefined. */
+  loadOwned(chatId: string): Promise<{ session: Session; ownership: Ownership } | undefined>;
+  /**
+   * Compare-and-set of the owner: succeeds only if the session is still owned as `expected`; then it is
+   * owned by `newOwner` at epoch + 1, which is returned. Of two nodes racing, exactly one wins.
+   */
+  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined>;
+  /** Open sessions owned by this node, oldest first. */
+  listOwnedOpenSessions(owner: string): Promise<SessionSummary[]>;
   /** Transcript events with index >= fromIndex, in order. */
   loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]>;
   /** Sessions not ended, oldest first. */
@@ -48,5 +79,12 @@ export interface Store {
   saveNotifications(notifications: readonly Notification[]): Promise<void>;
   /** Notifications that are not final (pending, or delivered and awaiting acknowledgement). */
   loadActiveNotifications(): Promise<Notification[]>;
+  /** The same, of one session (a node that restores the session takes over its outbox). */
+  loadActiveNotificationsFor(chatId: string): Promise<Notification[]>;
+  /** Registers (or re-registers) a chat server node. */
+  registerNode(node: NodeRecord): Promise<void>;
+  heartbeat(appDbid: string, at: number): Promise<void>;
+  listNodes(): Promise<NodeRecord[]>;
+  removeNode(appDbid: string): Promise<void>;
   close(): Promise<void>;
 }

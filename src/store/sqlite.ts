@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { isFinal, type Notification } from '../chat/notification.ts';
 import type { ChatEvent, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
-import type { ChangeRecord, SessionSummary, Store } from './port.ts';
+import type { ChangeRecord, NodeRecord, Ownership, SessionSummary, Store } from './port.ts';
 
 export interface SqliteStoreOptions {
   readonly path: string;
@@ -46,6 +46,18 @@ const MIGRATIONS: readonly string[] = [
      doc TEXT NOT NULL
    ) WITHOUT ROWID;
    CREATE INDEX notifications_active ON notifications (active) WHERE active = 1;`,
+  `ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+   ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+   UPDATE sessions SET owner = json_extract(doc, '$.alias');
+   CREATE INDEX sessions_owner ON sessions (owner, updated_at) WHERE state <> 'ended';
+   CREATE INDEX notifications_chat ON notifications (chat_id) WHERE active = 1;
+   CREATE TABLE nodes (
+     app_dbid TEXT PRIMARY KEY,
+     pid INTEGER NOT NULL,
+     url TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     heartbeat_at INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 interface PendingWrite {
@@ -82,8 +94,21 @@ class SqliteStore implements Store {
 
   constructor(private readonly db: Database.Database) {
     this.stmt = {
-      insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc) VALUES (?, ?, ?, ?, ?)'),
+      insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, owner, epoch) VALUES (?, ?, ?, ?, ?, ?, 1)'),
       updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ? WHERE chat_id = ?'),
+      updateFenced: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ? WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      loadOwned: db.prepare('SELECT doc, owner, epoch FROM sessions WHERE chat_id = ?'),
+      claim: db.prepare('UPDATE sessions SET owner = ?, epoch = epoch + 1 WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      listOwned: db.prepare(
+        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE owner = ? AND state <> 'ended' ORDER BY updated_at",
+      ),
+      activeFor: db.prepare('SELECT doc FROM notifications WHERE chat_id = ? AND active = 1').pluck(),
+      upsertNode: db.prepare(
+        'INSERT INTO nodes (app_dbid, pid, url, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_dbid) DO UPDATE SET pid = excluded.pid, url = excluded.url, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at',
+      ),
+      heartbeat: db.prepare('UPDATE nodes SET heartbeat_at = ? WHERE app_dbid = ?'),
+      listNodes: db.prepare('SELECT app_dbid AS appDbid, pid, url, started_at AS startedAt, heartbeat_at AS heartbeatAt FROM nodes ORDER BY app_dbid'),
+      removeNode: db.prepare('DELETE FROM nodes WHERE app_dbid = ?'),
       insertEvent: db.prepare('INSERT INTO events (chat_id, idx, doc) VALUES (?, ?, ?)'),
       lastIndex: db.prepare('SELECT max(idx) AS m FROM events WHERE chat_id = ?').pluck(),
       loadSession: db.prepare('SELECT doc FROM sessions WHERE chat_id = ?').pluck(),
@@ -103,7 +128,7 @@ class SqliteStore implements Store {
   createSession(c: ChangeRecord): Promise<void> {
     return this.write(() => {
       const s = c.session;
-      this.stmt.insertSession.run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s));
+      this.stmt.insertSession.run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s), s.alias);
       this.applyRest(c);
     });
   }
@@ -111,8 +136,17 @@ class SqliteStore implements Store {
   recordChange(c: ChangeRecord): Promise<void> {
     return this.write(() => {
       const s = c.session;
-      const r = this.stmt.updateSession.run(s.state, s.updatedAt, JSON.stringify(s), s.chatId);
-      if (r.changes !== 1) throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
+      const doc = JSON.stringify(s);
+      const r =
+        c.fence === undefined
+          ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, s.chatId)
+          : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, s.chatId, c.fence.owner, c.fence.epoch);
+      if (r.changes !== 1) {
+        if (c.fence !== undefined && this.stmt.loadSession.get(s.chatId) !== undefined) {
+          throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
+        }
+        throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
+      }
       this.applyRest(c);
     });
   }
@@ -154,6 +188,50 @@ class SqliteStore implements Store {
     this.assertOpen();
     const doc = this.stmt.loadSession.get(chatId) as string | undefined;
     return doc === undefined ? undefined : (JSON.parse(doc) as Session);
+  }
+
+  async loadOwned(chatId: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
+    this.assertOpen();
+    const row = this.stmt.loadOwned.get(chatId) as { doc: string; owner: string; epoch: number } | undefined;
+    return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: row.owner, epoch: row.epoch } };
+  }
+
+  async claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined> {
+    this.assertOpen();
+    // Flush first, so that the claim is ordered after every write already issued.
+    this.flush();
+    const r = this.stmt.claim.run(newOwner, chatId, expected.owner, expected.epoch);
+    return r.changes === 1 ? { owner: newOwner, epoch: expected.epoch + 1 } : undefined;
+  }
+
+  async listOwnedOpenSessions(owner: string): Promise<SessionSummary[]> {
+    this.assertOpen();
+    return this.stmt.listOwned.all(owner) as SessionSummary[];
+  }
+
+  async loadActiveNotificationsFor(chatId: string): Promise<Notification[]> {
+    this.assertOpen();
+    return (this.stmt.activeFor.all(chatId) as string[]).map((d) => JSON.parse(d) as Notification);
+  }
+
+  async registerNode(n: NodeRecord): Promise<void> {
+    this.assertOpen();
+    this.stmt.upsertNode.run(n.appDbid, n.pid, n.url, n.startedAt, n.heartbeatAt);
+  }
+
+  async heartbeat(appDbid: string, at: number): Promise<void> {
+    this.assertOpen();
+    this.stmt.heartbeat.run(at, appDbid);
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    this.assertOpen();
+    return this.stmt.listNodes.all() as NodeRecord[];
+  }
+
+  async removeNode(appDbid: string): Promise<void> {
+    this.assertOpen();
+    this.stmt.removeNode.run(appDbid);
   }
 
   async loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]> {
