@@ -104,7 +104,7 @@ describe('parseConfig defaults', () => {
 
 describe('problems', () => {
   it('reports all problems together in one error, one line each', () => {
-    const { problems, message } = problemsOf(`${SERVICE}[http]\nport = 70000\nhots = x\n[store]\ntype = postgres\n`);
+    const { problems, message } = problemsOf(`${SERVICE}[http]\nport = 70000\nhots = x\n[store]\ntype = mysql\n`);
     expect(problems).toEqual([
       { file: 'p.ini', section: 'http', key: 'port', message: 'must be between 0 and 65535, got 70000', line: 3 },
       { file: 'p.ini', section: 'http', key: 'hots', message: 'unknown key; did you mean "host"?', line: 4 },
