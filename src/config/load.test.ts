@@ -108,13 +108,13 @@ describe('problems', () => {
     expect(problems).toEqual([
       { file: 'p.ini', section: 'http', key: 'port', message: 'must be between 0 and 65535, got 70000', line: 3 },
       { file: 'p.ini', section: 'http', key: 'hots', message: 'unknown key; did you mean "host"?', line: 4 },
-      { file: 'p.ini', section: 'store', key: 'type', message: 'must be one of sqlite, got "postgres"', line: 6 },
+      { file: 'p.ini', section: 'store', key: 'type', message: 'must be one of sqlite, postgres, got "mysql"', line: 6 },
     ]);
     expect(message.split('\n')).toEqual([
       'Invalid configuration (3 problems):',
       'p.ini [http] port: must be between 0 and 65535, got 70000 (line 3)',
       'p.ini [http] hots: unknown key; did you mean "host"? (line 4)',
-      'p.ini [store] type: must be one of sqlite, got "postgres" (line 6)',
+      'p.ini [store] type: must be one of sqlite, postgres, got "mysql" (line 6)',
     ]);
   });
 
