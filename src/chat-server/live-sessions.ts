@@ -12,7 +12,19 @@ export interface LiveSession {
   session: Session;
   events: ChatEvent[];
   tail: Promise<unknown>;
+  /** This node's ownership epoch of the session (fences every write). */
+  epoch: number;
 }
+
+/** HA: who else may own a session, and what happens when this node restores one. */
+export interface Ownership {
+  /** Is that node alive (registered with a fresh heartbeat)? A single node: only itself. */
+  isAlive(owner: string): Promise<boolean>;
+  /** A session owned by a dead node was claimed by this one. */
+  onRestored?(session: Session, from: string): void;
+}
+
+const SINGLE_NODE = (alias: string): Ownership => ({ isAlive: async (owner) => owner === alias });
 
 /** Told of every committed change, with the notifications it raised. */
 export type SessionListener = (session: Session, events: readonly ChatEvent[], outbox: readonly Notification[]) => void;
@@ -27,11 +39,16 @@ export class LiveSessions {
   private readonly loading = new Map<string, Promise<LiveSession>>();
   private readonly listeners = new Set<SessionListener>();
 
+  private readonly ownership: Ownership;
+
   constructor(
     private readonly store: Store,
     private readonly alias: string,
     private readonly outboxFor: OutboxFor = NO_OUTBOX,
-  ) {}
+    ownership?: Ownership,
+  ) {
+    this.ownership = ownership ?? SINGLE_NODE(alias);
+  }
 
   /** Subscribes to every committed change; returns the unsubscribe function. */
   subscribe(fn: SessionListener): () => void {
@@ -47,15 +64,30 @@ export class LiveSessions {
     return this.live.size;
   }
 
-  /** Loads every open session of the store (start-up after a restart). */
-  async loadOpen(): Promise<void> {
-    for (const s of await this.store.listOpenSessions()) await this.get(s.chatId);
+  /**
+   * Start-up: loads the open sessions this node owns ('owned'), or every open session, restoring those of
+   * dead owners ('all': a single node after a change of app dbid).
+   */
+  async loadOpen(scope: 'owned' | 'all' = 'all'): Promise<void> {
+    const list = scope === 'owned' ? await this.store.listOwnedOpenSessions(this.alias) : await this.store.listOpenSessions();
+    for (const s of list) {
+      try {
+        await this.get(s.chatId);
+      } catch (err) {
+        if (!(err instanceof ParleyError && err.code === 'NOT_OWNER')) throw err;
+      }
+    }
+  }
+
+  /** Forgets a session (it moved to another node). */
+  evict(chatId: string): void {
+    this.live.delete(chatId);
   }
 
   async create(change: Change): Promise<LiveSession> {
     const outbox = this.outboxFor(change.session, change.events);
     await guard(() => this.store.createSession({ ...change, outbox }));
-    const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve() };
+    const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
     this.emit(change.session, change.events, outbox);
     return entry;
@@ -73,13 +105,30 @@ export class LiveSessions {
     return pending;
   }
 
+  /**
+   * Loads a session. One owned by this node is simply read; one owned by a live node is refused with
+   * NOT_OWNER (details.owner says where it lives); one owned by a dead node is claimed by compare-and-set
+   * and restored here: its alias becomes this node's.
+   */
   private async load(chatId: string): Promise<LiveSession> {
-    const stored = await guard(() => this.store.loadSession(chatId));
+    const stored = await guard(() => this.store.loadOwned(chatId));
     if (stored === undefined) throw new ParleyError('UNKNOWN_CHAT');
+    let epoch = stored.ownership.epoch;
+    const from = stored.ownership.owner;
+    if (from !== this.alias) {
+      if (stored.session.state !== 'ended' && (await this.ownership.isAlive(from))) {
+        throw new ParleyError('NOT_OWNER', undefined, { details: { owner: from } });
+      }
+      const claimed = await guard(() => this.store.claimSession(chatId, stored.ownership, this.alias));
+      if (claimed === undefined) throw new ParleyError('NOT_OWNER', 'Another node restored this session first; retry.');
+      epoch = claimed.epoch;
+    }
     const events = await guard(() => this.store.loadEvents(chatId, 1));
-    // Whoever owned it before, this node serves it now: its alias goes back to the client.
-    const entry: LiveSession = { session: { ...upgradeSession(stored), alias: this.alias }, events, tail: Promise.resolve() };
+    const hit = this.live.get(chatId);
+    if (hit !== undefined) return hit;
+    const entry: LiveSession = { session: { ...upgradeSession(stored.session), alias: this.alias }, events, tail: Promise.resolve(), epoch };
     this.live.set(chatId, entry);
+    if (from !== this.alias && stored.session.state !== 'ended') this.ownership.onRestored?.(entry.session, from);
     return entry;
   }
 
@@ -98,7 +147,15 @@ export class LiveSessions {
   async commit(entry: LiveSession, change: Change, file?: { fileId: string; bytes: Buffer }): Promise<void> {
     if (change.events.length === 0 && change.session === entry.session) return;
     const outbox = this.outboxFor(change.session, change.events);
-    await guard(() => this.store.recordChange({ ...change, outbox, ...(file === undefined ? {} : { file }) }));
+    try {
+      await guard(() =>
+        this.store.recordChange({ ...change, outbox, fence: { owner: this.alias, epoch: entry.epoch }, ...(file === undefined ? {} : { file }) }),
+      );
+    } catch (err) {
+      // Another node restored the session meanwhile (this one was thought dead): it is theirs now.
+      if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.live.delete(change.session.chatId);
+      throw err;
+    }
     entry.session = change.session;
     for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
