@@ -1,46 +1,28 @@
 /**
- * buildApp: wires every role of one process (chat server node, gateway, agent API) over one store and
- * returns an HTTP handler. It never listens; `roles/start.ts` does.
+ * buildApp: the HTTP front of one process. Mode `all` (`parley start`): a chat server node, the Chat API
+ * v2 gateway reaching it in process, the customhttp provider joining its node group, the agent API and
+ * desk, and (mounted later) the receiver. Mode `node` (`parley chat-server`): the node with its agent API
+ * and desk, reached by gateways through the internal API and notification sockets. It never listens;
+ * `src/roles/` does.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AgentDirectory } from './chat-server/agent-directory.ts';
 import { AGENT_API_PREFIX, createAgentApi } from './chat-server/agent-api.ts';
-import { AgentOps } from './chat-server/agent-ops.ts';
 import { createAgentStream } from './chat-server/agent-stream.ts';
-import { ClientOps } from './chat-server/client-ops.ts';
-import { LiveSessions } from './chat-server/live-sessions.ts';
-import { SessionTimers } from './chat-server/session-timers.ts';
-import { notificationFor } from './chat/notification.ts';
-import type { ChatEvent, Session } from './chat/types.ts';
-import type { Clock } from './clock.ts';
+import { createGatewaySocket } from './chat-server/gateway-socket.ts';
+import { buildChatNode, type ChatNode, type NodeDeps, type NodeOptions } from './chat-server/node.ts';
+import { createNodeRpc, NODE_RPC_PATH } from './chat-server/node-rpc.ts';
 import type { Config } from './config/catalogue.ts';
 import { ParleyError } from './errors.ts';
 import { CHAT_API_PREFIX, createChatApi } from './gateway/chat-api.ts';
 import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
-import { buildPage, servePage } from './web/assets.ts';
 import { sendJson } from './http/respond.ts';
-import type { IdSource } from './ids.ts';
-import type { Logger } from './log.ts';
-import { counterValue, createMetrics, type Metrics } from './metrics.ts';
-import { PushEngine } from './push/engine.ts';
-import { GatewayRegistry } from './push/gateway-registry.ts';
 import { HttpDelivery } from './push/http-delivery.ts';
-import { backoffDelayMs, DEFAULT_BACKOFF } from './push/retry-policy.ts';
 import { parseAllowList } from './push/ssrf.ts';
-import type { Store } from './store/port.ts';
+import { buildPage, servePage, type Page } from './web/assets.ts';
 
-export interface AppDeps {
-  readonly store: Store;
-  readonly clock: Clock;
-  readonly ids: IdSource;
-  readonly log: Logger;
-  /** Randomness of the backoff jitter; tests pass a fixed one. */
-  readonly random?: () => number;
-  /** false: the push engine does not tick by itself (tests call `push.tick()` after moving the clock). */
-  readonly autoPush?: boolean;
-}
+export type AppDeps = NodeDeps;
 
 /** Another role served by the same HTTP server (the receiver in `parley start`). */
 export interface Mount {
@@ -54,183 +36,103 @@ export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   mount(m: Mount): void;
-  readonly sessions: LiveSessions;
-  readonly push: PushEngine;
-  readonly timers: SessionTimers;
-  readonly registry: GatewayRegistry;
-  readonly metrics: Metrics;
+  readonly node: ChatNode;
+  /** Shortcuts to the node's parts. */
+  readonly sessions: ChatNode['sessions'];
+  readonly push: ChatNode['push'];
+  readonly timers: ChatNode['timers'];
+  readonly registry: ChatNode['registry'];
+  readonly metrics: ChatNode['metrics'];
+  /** false once a planned shutdown began: the node takes no more requests. */
+  accepting: boolean;
   close(): Promise<void>;
 }
 
-export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
-  const alias = config.node.appDbid;
-  const metrics = createMetrics();
-  const registry = new GatewayRegistry();
-  const random = deps.random ?? Math.random;
-  const push = new PushEngine({
-    store: deps.store,
-    clock: deps.clock,
-    registry,
-    policy: {
-      resendDelayMs: config.settings.flexPushResendDelayMs,
-      resendAttempts: config.settings.flexPushResendAttempts,
-      backoffMs: (failures) => backoffDelayMs(failures, DEFAULT_BACKOFF, random),
-    },
-    maxInFlight: config.push.maxConcurrency,
-    log: deps.log.child({ component: 'push' }),
-    metrics,
-  });
-  const outboxFor = (session: Session, events: readonly ChatEvent[]) => {
-    if (!config.settings.flexPushEnabled) return [];
-    const n = notificationFor(session, events, { id: deps.ids.notificationId(), now: deps.clock.now(), content: config.settings.flexPushContent });
-    return n === undefined ? [] : [n];
-  };
-  const sessions = new LiveSessions(deps.store, alias, outboxFor);
-  const timers = new SessionTimers(
-    sessions,
-    deps.clock,
-    {
-      idle: {
-        async: {
-          alertMs: config.settings.asyncIdleAlertMs,
-          closeMs: config.settings.asyncIdleCloseMs,
-          notices: config.settings.asyncIdleNotices,
-        },
-        inactivity: {
-          enabled: config.inactivity.enabled,
-          notices: config.inactivity.includeNotices,
-          alertMs: config.inactivity.timeoutAlertMs,
-          alert2Ms: config.inactivity.timeoutAlert2Ms,
-          closeMs: config.inactivity.timeoutCloseMs,
-          messageAlert: config.inactivity.messageAlert,
-          messageAlert2: config.inactivity.messageAlert2,
-          messageClose: config.inactivity.messageClose,
-        },
-        lastAgentMs: config.routing.lastAgentTimeoutMs,
-      },
-      flexDisconnectMs: config.settings.flexDisconnectTimeoutMs,
-      flexPushMs: config.settings.flexPushTimeoutMs,
-    },
-    deps.log.child({ component: 'timers' }),
-  );
-  sessions.subscribe((session, events, outbox) => {
-    push.add(outbox);
-    if (events.length > 0) timers.changed(session);
-    for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
-  });
-  await sessions.loadOpen();
-  for (const { session } of sessions.all()) timers.track(session);
-  await push.load();
+export interface AppOptions extends Partial<NodeOptions> {
+  readonly mode?: 'all' | 'node';
+}
 
-  // The gateway of this process joins its node group, as GMS does with enable_notification_mode=true.
+export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions = {}): Promise<App> {
+  const mode = opts.mode ?? 'all';
+  const node = await buildChatNode(config, deps, {
+    loadScope: opts.loadScope ?? (mode === 'all' ? 'all' : 'owned'),
+    ...(opts.isAlive === undefined ? {} : { isAlive: opts.isAlive }),
+  });
+  const log = deps.log;
+
+  // In one process the gateway joins its node group directly (GMS with enable_notification_mode=true).
   let delivery: HttpDelivery | undefined;
-  if (config.chat.enableNotificationMode) {
+  if (mode === 'all' && config.chat.enableNotificationMode) {
     delivery = new HttpDelivery({
       timeoutMs: config.push.requestTimeoutMs,
       connectionsPerOrigin: config.push.maxConcurrency,
       allow: parseAllowList(config.push.allowedNetworks),
     });
-    registry.register(
-      createCustomHttpNode({ nodeId: `gms-${alias}`, config, delivery, clock: deps.clock, log: deps.log.child({ component: 'customhttp' }) }),
+    node.registry.register(
+      createCustomHttpNode({ nodeId: `gms-${node.alias}`, config, delivery, clock: deps.clock, log: log.child({ component: 'customhttp' }) }),
     );
   }
-  if (deps.autoPush ?? true) {
-    push.run();
-    timers.run();
-  }
 
-  const client = new ClientOps({
-    sessions,
-    clock: deps.clock,
-    ids: deps.ids,
-    alias,
-    fileLimits: config.fileTransfer,
-    push: { enabled: config.settings.flexPushEnabled, onJoin: config.settings.flexPushOnJoin },
-    asyncServices: new Set([...config.services.values()].filter((s) => s.asyncMode).map((s) => s.name)),
-    lastAgentMs: config.routing.lastAgentTimeoutMs,
-    hooks: {
-      created: (session) => {
-        timers.track(session);
-        metrics.chatSessionsCreated.inc();
-      },
-      requested: (chatId) => {
-        timers.requested(chatId);
-        push.activity(chatId);
-      },
-      refreshed: (chatId) => push.acknowledge(chatId),
-    },
-  });
-  const directory = new AgentDirectory(config.agents, deps.clock, deps.ids);
-  const agentOps = new AgentOps(sessions, deps.clock, {
-    transferMs: config.routing.lastAgentTimeoutMs,
-    agentExists: (id) => config.agents.has(id),
-  });
   const chatApi = createChatApi({
-    node: client,
+    node: node.client,
     services: new Set(config.services.keys()),
     apiKey: config.http.apiKey,
-    limits: {
-      maxBodySize: config.http.maxBodySize,
-      maxFieldLength: config.http.maxFieldLength,
-      maxFileSize: config.fileTransfer.uploadMaxFileSize,
-    },
+    limits: { maxBodySize: config.http.maxBodySize, maxFieldLength: config.http.maxFieldLength, maxFileSize: config.fileTransfer.uploadMaxFileSize },
     onError: (err) => {
-      if (err.spec.http >= 500) deps.log.error({ err, code: err.code, cause: err.cause }, 'chat api request failed');
+      if (err.spec.http >= 500 && err.code !== 'UNAVAILABLE') log.error({ err, code: err.code, cause: err.cause }, 'chat api request failed');
     },
   });
-  const agentApi = createAgentApi({ directory, ops: agentOps });
-  const agentStream = createAgentStream({ clock: deps.clock, directory, ops: agentOps, sessions });
+  const agentApi = createAgentApi({ directory: node.agents, ops: node.agentOps });
+  const agentStream = createAgentStream({ clock: deps.clock, directory: node.agents, ops: node.agentOps, sessions: node.sessions });
+  const app = { accepting: true } as { accepting: boolean };
+  const nodeRpc = createNodeRpc({
+    client: node.client,
+    token: config.node.internalToken,
+    maxBodySize: config.http.maxBodySize * 2,
+    accepting: () => app.accepting,
+  });
+  const gatewaySocket = createGatewaySocket({
+    registry: node.registry,
+    token: config.node.internalToken,
+    replyTimeoutMs: config.push.requestTimeoutMs + 5000,
+    log: log.child({ component: 'gateway-socket' }),
+  });
   const cors = config.http.corsAllowedOrigins;
   const desk = await buildPage('desk');
-  const customer = config.receiver.enabled ? await buildPage('customer') : undefined;
+  const customer: Page | undefined = mode === 'all' && config.receiver.enabled ? await buildPage('customer') : undefined;
   const mounts: Mount[] = [];
+
+  function redirect(res: ServerResponse, status: number, location: string): void {
+    res.writeHead(status, { location });
+    res.end();
+  }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
+    const get = req.method === 'GET' || req.method === 'HEAD';
     if (path.startsWith(CHAT_API_PREFIX)) {
       if (handleCors(req, res, cors)) return;
-      void chatApi(req, res, path, url.searchParams);
+      if (!app.accepting) return void sendJson(res, 503, { statusCode: 1, chatEnded: false, messages: [], errors: [{ code: 124, advice: 'Shutting down; retry.' }] });
+      return void chatApi(req, res, path, url.searchParams);
+    }
+    if (path.startsWith(AGENT_API_PREFIX)) return void agentApi(req, res, path, url.searchParams);
+    if (path === NODE_RPC_PATH) return void nodeRpc(req, res);
+    for (const m of mounts) if (path.startsWith(m.prefix)) return m.handle(req, res, path, url.searchParams);
+    if (path === '/' && get) return redirect(res, 302, customer === undefined ? '/desk/' : '/chat/');
+    if (path === '/desk') return redirect(res, 301, '/desk/');
+    if (path.startsWith('/desk/') && get && servePage(desk, path.slice('/desk/'.length), req, res)) return;
+    if (customer !== undefined) {
+      if (path === '/chat') return redirect(res, 301, '/chat/');
+      if (path.startsWith('/chat/') && get && servePage(customer, path.slice('/chat/'.length), req, res)) return;
+    }
+    if (path === '/health' && get) {
+      void node.kpi.health({ role: mode === 'all' ? 'all' : 'chat-server', accepting: app.accepting, gateway_nodes: node.registry.size, limits: node.admission.state() }).then((b) => sendJson(res, 200, b));
       return;
     }
-    if (path.startsWith(AGENT_API_PREFIX)) {
-      void agentApi(req, res, path, url.searchParams);
-      return;
-    }
-    for (const m of mounts) {
-      if (path.startsWith(m.prefix)) {
-        m.handle(req, res, path, url.searchParams);
-        return;
-      }
-    }
-    if (path === '/' && req.method === 'GET') {
-      res.writeHead(302, { location: customer === undefined ? '/desk/' : '/chat/' });
-      res.end();
-      return;
-    }
-    if (path === '/chat' && customer !== undefined) {
-      res.writeHead(301, { location: '/chat/' });
-      res.end();
-      return;
-    }
-    if (customer !== undefined && path.startsWith('/chat/') && (req.method === 'GET' || req.method === 'HEAD') && servePage(customer, path.slice('/chat/'.length), req, res)) {
-      return;
-    }
-    if (path === '/desk') {
-      res.writeHead(301, { location: '/desk/' });
-      res.end();
-      return;
-    }
-    if (path.startsWith('/desk/') && (req.method === 'GET' || req.method === 'HEAD') && servePage(desk, path.slice('/desk/'.length), req, res)) {
-      return;
-    }
-    if (path === '/health' && req.method === 'GET') {
-      void health().then((body) => sendJson(res, 200, body));
-      return;
-    }
-    if (path === '/metrics' && req.method === 'GET') {
-      void metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+    if (path === '/metrics' && get) {
+      void node.metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': node.metrics.registry.contentType });
         res.end(text);
       });
       return;
@@ -240,46 +142,30 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<App> {
     sendJson(res, 404, { error: { code: err.code, message: err.message } });
   }
 
-  async function health() {
-    const n = metrics.pushNotifications;
-    return {
-      status: 'ok',
-      app_dbid: alias,
-      process_os_pid: process.pid,
-      sessions: sessions.size,
-      push: {
-        outbox_depth: push.depth,
-        gateway_nodes: registry.size,
-        created: await counterValue(n, { event: 'created' }),
-        delivered: await counterValue(n, { event: 'delivered' }),
-        acked: await counterValue(n, { event: 'acked' }),
-        failed: await counterValue(n, { event: 'failed' }),
-      },
-    };
-  }
-
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (path === `${AGENT_API_PREFIX}ws`) return agentStream.handleUpgrade(req, socket, head);
+    if (gatewaySocket.upgrade(req, socket, head)) return;
     for (const m of mounts) if (path.startsWith(m.prefix) && m.upgrade?.(req, socket, head) === true) return;
     socket.destroy();
   }
 
-  return {
+  return Object.assign(app, {
     handle,
     upgrade,
-    mount: (m) => void mounts.push(m),
-    sessions,
-    push,
-    timers,
-    registry,
-    metrics,
+    mount: (m: Mount) => void mounts.push(m),
+    node,
+    sessions: node.sessions,
+    push: node.push,
+    timers: node.timers,
+    registry: node.registry,
+    metrics: node.metrics,
     async close() {
       agentStream.close();
-      timers.stop();
-      await push.stop();
+      gatewaySocket.close();
+      await node.close();
       await delivery?.close();
       await deps.store.close();
     },
-  };
+  });
 }

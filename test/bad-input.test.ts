@@ -81,8 +81,8 @@ async function expectUnchanged(c: ChatClient, act: () => Promise<ApiResponse>, h
 
 async function liveSessions(base = server.url): Promise<number> {
   const r = await fetch(`${base}/health`);
-  const body = (await r.json()) as { sessions: number };
-  return body.sessions;
+  const body = (await r.json()) as { sessions: { total: number } };
+  return body.sessions.total;
 }
 
 /** Runs a Request Chat that must fail, and checks that no session was created. */

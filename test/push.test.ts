@@ -108,7 +108,7 @@ describe('customhttp notifications', () => {
   it('refuses an incomplete subscription or an unknown device type at Request Chat', async () => {
     const { srv } = await setup();
     const url = `${srv.url}/genesys/2/chat/customer-support`;
-    const before = (await getHealth(srv.url)).sessions;
+    const before = (await getHealth(srv.url)).sessions.total;
     const noGroup = await postForm(url, { nickname: 'A', 'userData[GCTI_Chat_PushSubscribe]': 'true', 'userData[GCTI_GMS_PushDeviceId]': 'd', 'userData[GCTI_GMS_PushDeviceType]': 'customhttp' });
     expect(noGroup.status).toBe(400);
     expect(noGroup.body.errors[0]).toMatchObject({ code: 101, advice: expect.stringContaining('GCTI_GMS_NodeGroup') });
@@ -117,7 +117,7 @@ describe('customhttp notifications', () => {
     expect(fcm.body.errors[0]).toMatchObject({ code: 102, advice: expect.stringContaining('customhttp') });
     const notBool = await postForm(url, { nickname: 'A', ...pushUserData('d', { GCTI_GMS_PushResend: 'maybe' }) });
     expect(notBool.status).toBe(400);
-    expect((await getHealth(srv.url)).sessions).toBe(before);
+    expect((await getHealth(srv.url)).sessions.total).toBe(before);
   });
 
   it('refuses a subscription when flex-push-enabled is false', async () => {

@@ -79,6 +79,8 @@ export interface ClientOpsDeps {
   /** How long a woken chat is offered only to its last agent. */
   readonly lastAgentMs: number;
   readonly hooks?: ClientHooks;
+  /** Admission control: throws UNAVAILABLE over the node's limits. */
+  readonly admit?: (withPush: boolean) => void;
 }
 
 export class ClientOps {
@@ -86,6 +88,7 @@ export class ClientOps {
 
   async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
     const subscription = this.subscription(input.userData ?? {});
+    this.d.admit?.(subscription !== undefined);
     const asyncMode = this.d.asyncServices.has(serviceName) || isTrue(input.userData?.['GCTI_Chat_AsyncMode']);
     const change = core.openSession(
       {

@@ -20,6 +20,8 @@ export interface LiveSession {
 export interface Ownership {
   /** Is that node alive (registered with a fresh heartbeat)? A single node: only itself. */
   isAlive(owner: string): Promise<boolean>;
+  /** Adjusts a session this node just restored from a dead node (before it is used). */
+  restore?(session: Session, from: string): Session;
   /** A session owned by a dead node was claimed by this one. */
   onRestored?(session: Session, from: string): void;
 }
@@ -40,6 +42,10 @@ export class LiveSessions {
   private readonly listeners = new Set<SessionListener>();
 
   private readonly ownership: Ownership;
+  /** Open sessions and push-subscribed open sessions held here, kept up to date on every change. */
+  private open = 0;
+  private flex = 0;
+  private dormant = 0;
 
   constructor(
     private readonly store: Store,
@@ -64,6 +70,23 @@ export class LiveSessions {
     return this.live.size;
   }
 
+  /** Open sessions held by this node: all, push-subscribed (flex users), dormant. */
+  counts(): { open: number; flex: number; dormant: number } {
+    return { open: this.open, flex: this.flex, dormant: this.dormant };
+  }
+
+  /** Keeps the counts and the map in step with one entry's session change. */
+  private account(before: Session | undefined, after: Session | undefined): void {
+    const weigh = (s: Session | undefined, sign: number) => {
+      if (s === undefined || s.state === 'ended') return;
+      this.open += sign;
+      if (s.push?.active === true) this.flex += sign;
+      if (s.state === 'dormant') this.dormant += sign;
+    };
+    weigh(before, -1);
+    weigh(after, +1);
+  }
+
   /**
    * Start-up: loads the open sessions this node owns ('owned'), or every open session, restoring those of
    * dead owners ('all': a single node after a change of app dbid).
@@ -79,8 +102,11 @@ export class LiveSessions {
     }
   }
 
-  /** Forgets a session (it moved to another node). */
+  /** Forgets a session (it moved to another node, or ended). */
   evict(chatId: string): void {
+    const e = this.live.get(chatId);
+    if (e === undefined) return;
+    this.account(e.session, undefined);
     this.live.delete(chatId);
   }
 
@@ -89,6 +115,7 @@ export class LiveSessions {
     await guard(() => this.store.createSession({ ...change, outbox }));
     const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
+    this.account(undefined, entry.session);
     this.emit(change.session, change.events, outbox);
     return entry;
   }
@@ -126,8 +153,11 @@ export class LiveSessions {
     const events = await guard(() => this.store.loadEvents(chatId, 1));
     const hit = this.live.get(chatId);
     if (hit !== undefined) return hit;
-    const entry: LiveSession = { session: { ...upgradeSession(stored.session), alias: this.alias }, events, tail: Promise.resolve(), epoch };
+    let session: Session = { ...upgradeSession(stored.session), alias: this.alias };
+    if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) session = this.ownership.restore(session, from);
+    const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch };
     this.live.set(chatId, entry);
+    this.account(undefined, entry.session);
     if (from !== this.alias && stored.session.state !== 'ended') this.ownership.onRestored?.(entry.session, from);
     return entry;
   }
@@ -153,12 +183,15 @@ export class LiveSessions {
       );
     } catch (err) {
       // Another node restored the session meanwhile (this one was thought dead): it is theirs now.
-      if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.live.delete(change.session.chatId);
+      if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.evict(change.session.chatId);
       throw err;
     }
+    if (this.live.get(change.session.chatId) === entry) this.account(entry.session, change.session);
     entry.session = change.session;
     for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
+    // An ended session leaves memory; a late refresh reads it from the store.
+    if (change.session.state === 'ended' && this.live.get(change.session.chatId) === entry) this.live.delete(change.session.chatId);
   }
 
   /** Tells the listeners about a session that changed without a stored change (a routing deadline passed). */

@@ -84,13 +84,40 @@ export function notificationFor(
   if (s.push === undefined || !s.push.active) return undefined;
   const notified = notifiableEvents(s.push.subscription, events);
   if (notified.length === 0) return undefined;
+  return buildNotification(s as Session & { push: NonNullable<Session['push']> }, notified, opts);
+}
+
+/**
+ * The shutdown advice of a planned stop (shutdown-notify-flex-push): a ParticipantLeft of participantId 1
+ * with quit-reason-advice=reconnect. Not a transcript event: it carries the last index, so no client takes
+ * it for a new one. Undefined for a session without an active subscription.
+ */
+export function shutdownAdvice(s: Session, opts: { readonly id: string; readonly now: number; readonly content: readonly string[] }): Notification | undefined {
+  if (s.push === undefined || !s.push.active || s.state === 'ended') return undefined;
+  const client = s.participants.find((p) => p.participantId === CLIENT_PARTICIPANT_ID);
+  if (client === undefined) return undefined;
+  const event: ChatEvent = {
+    from: { nickname: client.nickname, participantId: client.participantId, type: client.type },
+    index: s.lastIndex,
+    type: 'ParticipantLeft',
+    utcTime: opts.now,
+    userData: { 'quit-reason-advice': 'reconnect' },
+  };
+  return buildNotification(s as Session & { push: NonNullable<Session['push']> }, [event], opts);
+}
+
+function buildNotification(
+  s: Session & { push: NonNullable<Session['push']> },
+  events: readonly ChatEvent[],
+  opts: { readonly id: string; readonly now: number; readonly content: readonly string[] },
+): Notification {
   return {
     id: opts.id,
     chatId: s.chatId,
     serviceName: s.serviceName,
     createdAt: opts.now,
     subscription: s.push.subscription,
-    events: notified,
+    events,
     chatEnded: s.state === 'ended',
     nextPosition: s.lastIndex + 1,
     tokens: tokensFor(s, opts.content),

@@ -27,7 +27,13 @@ const MINIMAL = '[chat.support]\n[agent.a]\npassword = 12345678\n[push.p]\ncusto
 describe('Config type derived from the catalogue', () => {
   it('has exactly the shape the rest of Parley consumes', () => {
     expectTypeOf<Config['file']>().toEqualTypeOf<string>();
-    expectTypeOf<Config['node']>().toEqualTypeOf<{ readonly appDbid: string }>();
+    expectTypeOf<Config['node']>().toEqualTypeOf<{
+      readonly appDbid: string;
+      readonly url: string;
+      readonly internalToken: string;
+      readonly heartbeatIntervalMs: number;
+      readonly deadAfterMs: number;
+    }>();
     expectTypeOf<Config['http']>().toEqualTypeOf<{
       readonly host: string;
       readonly port: number;
@@ -58,6 +64,11 @@ describe('Config type derived from the catalogue', () => {
       readonly flexPushResendAttempts: number;
       readonly flexDisconnectTimeoutMs: number;
       readonly flexPushTimeoutMs: number;
+      readonly limitForSessions: number;
+      readonly limitForFlexUsers: number;
+      readonly limitsRestoreThreshold: number;
+      readonly shutdownNotifyFlexPush: number;
+      readonly sessionRestorePushSend: boolean;
       readonly asyncIdleAlertMs: number;
       readonly asyncIdleCloseMs: number;
       readonly asyncIdleNotices: 'none' | 'major' | 'major2' | 'typing' | 'all';

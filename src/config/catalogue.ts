@@ -24,6 +24,19 @@ export const FIXED_SECTIONS = {
         type: 'string', default: '117', required: true, pattern: /^[0-9]+$/, patternDoc: 'digits only',
         doc: "The chat server's application DBID; it is also the chat server alias in the wire protocol.",
       },
+      url: {
+        type: 'string', default: '', pattern: /^(https?:\/\/\S+)?$/, patternDoc: 'an http(s) URL or empty',
+        doc: 'URL at which gateways reach this chat server node; empty = the address it listens on.',
+      },
+      'internal-token': {
+        type: 'string', default: '', secret: true,
+        doc: 'Shared secret between gateways and chat server nodes for the internal API; empty = none (loopback only!).',
+      },
+      'heartbeat-interval': { type: 'seconds', default: 2, min: 1, max: 60, doc: 'How often a chat server node renews its registration.' },
+      'dead-after': {
+        type: 'seconds', default: 10, min: 2, max: 600,
+        doc: "A node whose heartbeat has not moved for this long (on the observer's clock) is dead; its sessions are restored elsewhere.",
+      },
     },
   },
   http: {
@@ -141,6 +154,26 @@ export const FIXED_SECTIONS = {
       'async-idle-close': {
         type: 'seconds', default: 3600, min: 1, max: 1728000,
         doc: 'Async chats: this long after the alert without qualifying activity, the close notice and the chat ends.',
+      },
+      'limit-for-sessions': {
+        type: 'int', default: 1000, min: 0, max: 10000000,
+        doc: 'Most open chat sessions this node handles; over it, Request Chat is refused with statusCode 1 (the gateway tries another node).',
+      },
+      'limit-for-flex-users': {
+        type: 'int', default: 1001, min: 0, max: 10000000,
+        doc: 'Most push-subscribed (flex) sessions this node handles; over it, new sessions are refused like limit-for-sessions.',
+      },
+      'limits-restore-threshold': {
+        type: 'int', default: 80, min: 0, max: 100,
+        doc: 'After a limit was reached, new sessions are taken again once the figure drops below this percentage of the limit.',
+      },
+      'shutdown-notify-flex-push': {
+        type: 'int', default: 0, min: 0, max: 1,
+        doc: 'With 1, a planned shutdown (SIGTERM) sends every push-subscribed session a ParticipantLeft of participantId 1 with quit-reason-advice=reconnect.',
+      },
+      'session-restore-push-send': {
+        type: 'bool', default: false,
+        doc: 'Push notifications resume at once after a session restoration started by the agent side; otherwise at the client\u2019s next request.',
       },
       'async-idle-notices': {
         type: 'enum', values: ['none', 'major', 'major2', 'typing', 'all'], default: 'major',

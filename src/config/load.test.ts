@@ -28,7 +28,7 @@ describe('parseConfig defaults', () => {
   it('fills every fixed section with its defaults', () => {
     const c = parseConfig(SERVICE, 'p.ini');
     expect(c.file).toBe('p.ini');
-    expect(c.node).toEqual({ appDbid: '117' });
+    expect(c.node).toEqual({ appDbid: '117', url: '', internalToken: '', heartbeatIntervalMs: 2000, deadAfterMs: 10000 });
     expect(c.http).toEqual({
       host: '127.0.0.1',
       port: 8080,
@@ -57,6 +57,11 @@ describe('parseConfig defaults', () => {
       flexPushResendAttempts: 5,
       flexDisconnectTimeoutMs: 45000,
       flexPushTimeoutMs: 86400000,
+      limitForSessions: 1000,
+      limitForFlexUsers: 1001,
+      limitsRestoreThreshold: 80,
+      shutdownNotifyFlexPush: 0,
+      sessionRestorePushSend: false,
       asyncIdleAlertMs: 86400000,
       asyncIdleCloseMs: 3600000,
       asyncIdleNotices: 'major',

@@ -89,6 +89,18 @@ export class PushEngine {
     return this.active.size;
   }
 
+  /** POSTs tried for a notification still active (0 = not yet); -1 when it is final or unknown. */
+  attemptsOf(id: string): number {
+    return this.active.get(id)?.attempts ?? -1;
+  }
+
+  /** A session restored on this node: its outbox comes along (pushes that were due on the dead node resume here). */
+  async loadFor(chatId: string): Promise<void> {
+    const found = await this.d.store.loadActiveNotificationsFor(chatId);
+    for (const n of found) if (!this.active.has(n.id)) this.track(n);
+    if (found.length > 0) this.kick();
+  }
+
   /** Notifications just committed with their change. */
   add(outbox: readonly Notification[]): void {
     for (const n of outbox) {

@@ -35,7 +35,7 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
     ids: opts.ids ?? createRandomIds(),
     log: opts.log,
     ...(opts.random === undefined ? {} : { random: opts.random }),
-    ...(opts.autoPush === undefined ? {} : { autoPush: opts.autoPush }),
+    ...(opts.autoPush === undefined ? {} : { autoRun: opts.autoPush }),
   });
   const server = createServer({ keepAliveTimeout: 65_000 }, app.handle);
   server.on('upgrade', app.upgrade);

@@ -1,0 +1,200 @@
+/**
+ * One chat server node: live sessions over the store, the push engine and its gateway registry, the
+ * session timers, client and agent operations, admission limits and KPIs. No HTTP here: `src/app.ts`
+ * (all roles in one process) and `src/roles/chat-server.ts` (a cluster node) put routes in front of it.
+ */
+import type { Clock } from '../clock.ts';
+import { notificationFor, shutdownAdvice, type Notification } from '../chat/notification.ts';
+import type { ChatEvent, Session } from '../chat/types.ts';
+import type { Config } from '../config/catalogue.ts';
+import type { IdSource } from '../ids.ts';
+import type { Logger } from '../log.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
+import { PushEngine } from '../push/engine.ts';
+import { GatewayRegistry } from '../push/gateway-registry.ts';
+import { backoffDelayMs, DEFAULT_BACKOFF } from '../push/retry-policy.ts';
+import type { Store } from '../store/port.ts';
+import { AgentDirectory } from './agent-directory.ts';
+import { AgentOps } from './agent-ops.ts';
+import { ClientOps } from './client-ops.ts';
+import { Kpi } from './kpi.ts';
+import { Admission } from './limits.ts';
+import { LiveSessions } from './live-sessions.ts';
+import { SessionTimers } from './session-timers.ts';
+
+export interface NodeDeps {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly ids: IdSource;
+  readonly log: Logger;
+  /** Randomness of the backoff jitter; tests pass a fixed one. */
+  readonly random?: () => number;
+  /** false: engines do not tick by themselves (tests call tick() after moving the clock). */
+  readonly autoRun?: boolean;
+}
+
+export interface NodeOptions {
+  /** In a cluster: is another node alive (from the node directory)? Single node: only itself. */
+  readonly isAlive?: (owner: string) => Promise<boolean>;
+  /** Which open sessions to load at start: this node's ('owned', cluster) or all ('all', single node). */
+  readonly loadScope: 'owned' | 'all';
+}
+
+export interface ChatNode {
+  readonly alias: string;
+  readonly sessions: LiveSessions;
+  readonly push: PushEngine;
+  readonly timers: SessionTimers;
+  readonly registry: GatewayRegistry;
+  readonly metrics: Metrics;
+  readonly client: ClientOps;
+  readonly agentOps: AgentOps;
+  readonly agents: AgentDirectory;
+  readonly kpi: Kpi;
+  readonly admission: Admission;
+  /** Planned shutdown: the reconnect advice to every push-subscribed session; resolves when sent (at most 5 s). */
+  notifyShutdown(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOptions): Promise<ChatNode> {
+  const alias = config.node.appDbid;
+  const s = config.settings;
+  const metrics = createMetrics();
+  const registry = new GatewayRegistry();
+  const random = deps.random ?? Math.random;
+  const push = new PushEngine({
+    store: deps.store,
+    clock: deps.clock,
+    registry,
+    policy: {
+      resendDelayMs: s.flexPushResendDelayMs,
+      resendAttempts: s.flexPushResendAttempts,
+      backoffMs: (failures) => backoffDelayMs(failures, DEFAULT_BACKOFF, random),
+    },
+    maxInFlight: config.push.maxConcurrency,
+    log: deps.log.child({ component: 'push' }),
+    metrics,
+  });
+  const outboxFor = (session: Session, events: readonly ChatEvent[]) => {
+    if (!s.flexPushEnabled) return [];
+    const n = notificationFor(session, events, { id: deps.ids.notificationId(), now: deps.clock.now(), content: s.flexPushContent });
+    return n === undefined ? [] : [n];
+  };
+  let timers: SessionTimers | undefined;
+  const sessions = new LiveSessions(deps.store, alias, outboxFor, {
+    isAlive: opts.isAlive ?? (async (owner) => owner === alias),
+    restore(session, from) {
+      deps.log.info({ chatId: session.chatId, from, to: alias }, 'session restored');
+      // Client-side restoration re-acknowledges push at once (the request itself); an agent-side one waits
+      // for the client unless session-restore-push-send.
+      if (session.push?.active === true && !s.sessionRestorePushSend) return { ...session, push: { ...session.push, active: false } };
+      return session;
+    },
+    onRestored(session) {
+      timers?.track(session);
+      void push.loadFor(session.chatId);
+    },
+  });
+  timers = new SessionTimers(
+    sessions,
+    deps.clock,
+    {
+      idle: {
+        async: { alertMs: s.asyncIdleAlertMs, closeMs: s.asyncIdleCloseMs, notices: s.asyncIdleNotices },
+        inactivity: {
+          enabled: config.inactivity.enabled,
+          notices: config.inactivity.includeNotices,
+          alertMs: config.inactivity.timeoutAlertMs,
+          alert2Ms: config.inactivity.timeoutAlert2Ms,
+          closeMs: config.inactivity.timeoutCloseMs,
+          messageAlert: config.inactivity.messageAlert,
+          messageAlert2: config.inactivity.messageAlert2,
+          messageClose: config.inactivity.messageClose,
+        },
+        lastAgentMs: config.routing.lastAgentTimeoutMs,
+      },
+      flexDisconnectMs: s.flexDisconnectTimeoutMs,
+      flexPushMs: s.flexPushTimeoutMs,
+    },
+    deps.log.child({ component: 'timers' }),
+  );
+  const t = timers;
+  sessions.subscribe((session, events, outbox) => {
+    push.add(outbox);
+    if (events.length > 0) t.changed(session);
+    for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
+    if (session.state === 'ended') registry.forget(session.chatId);
+  });
+  await sessions.loadOpen(opts.loadScope);
+  for (const { session } of sessions.all()) t.track(session);
+  await push.load();
+
+  const admission = new Admission(
+    { sessions: s.limitForSessions, flexUsers: s.limitForFlexUsers, restorePercent: s.limitsRestoreThreshold },
+    () => sessions.counts(),
+  );
+  const client = new ClientOps({
+    sessions,
+    clock: deps.clock,
+    ids: deps.ids,
+    alias,
+    fileLimits: config.fileTransfer,
+    push: { enabled: s.flexPushEnabled, onJoin: s.flexPushOnJoin },
+    asyncServices: new Set([...config.services.values()].filter((x) => x.asyncMode).map((x) => x.name)),
+    lastAgentMs: config.routing.lastAgentTimeoutMs,
+    admit: (withPush) => admission.admit(withPush),
+    hooks: {
+      created: (session) => {
+        t.track(session);
+        metrics.chatSessionsCreated.inc();
+      },
+      requested: (chatId) => {
+        t.requested(chatId);
+        push.activity(chatId);
+      },
+      refreshed: (chatId) => push.acknowledge(chatId),
+    },
+  });
+  const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);
+  const agentOps = new AgentOps(sessions, deps.clock, { transferMs: config.routing.lastAgentTimeoutMs, agentExists: (id) => config.agents.has(id) });
+  const kpi = new Kpi({ alias, clock: deps.clock, metrics, sessions, push, store: deps.store });
+  if (deps.autoRun ?? true) {
+    push.run();
+    t.run();
+    kpi.run();
+  }
+
+  async function notifyShutdown(): Promise<number> {
+    const now = deps.clock.now();
+    const advice: Notification[] = [];
+    for (const { session } of sessions.all()) {
+      const n = shutdownAdvice(session, { id: deps.ids.notificationId(), now, content: s.flexPushContent });
+      if (n !== undefined) advice.push(n);
+    }
+    push.add(advice);
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id) === 0)) await push.tick();
+    return advice.length;
+  }
+
+  return {
+    alias,
+    sessions,
+    push,
+    timers: t,
+    registry,
+    metrics,
+    client,
+    agentOps,
+    agents,
+    kpi,
+    admission,
+    notifyShutdown,
+    async close() {
+      t.stop();
+      kpi.stop();
+      await push.stop();
+    },
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * The gateway's link to chat server nodes over HTTP (split deployment). Each request goes to the node its
+ * `alias` names while that node lives; a request whose alias names a dead or unknown node goes to a live
+ * node, which restores the session from the store and answers with its own alias. NOT_OWNER answers are
+ * followed to the owner; a node that fails at the transport level is suspected and another one tried.
+ */
+import { Pool } from 'undici';
+import type { ClientIdentity, ClientOperation, ClientReply, RequestChatInput, UploadInput } from '../chat-server/client-ops.ts';
+import { NODE_RPC_PATH, NODE_TOKEN_HEADER, type NodeCall } from '../chat-server/node-rpc.ts';
+import type { Position } from '../chat/transcript.ts';
+import type { FileMeta } from '../chat/types.ts';
+import type { NodeDirectory } from '../cluster/node-directory.ts';
+import { ERRORS, ParleyError, type ErrorCode } from '../errors.ts';
+import type { NodeRecord } from '../store/port.ts';
+import type { NodeLink } from './node-link.ts';
+
+const ATTEMPTS = 4;
+
+export class RemoteNodeLink implements NodeLink {
+  private readonly pools = new Map<string, Pool>();
+
+  constructor(
+    private readonly nodes: NodeDirectory,
+    private readonly opts: { token: string; timeoutMs: number },
+  ) {}
+
+  async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
+    // A node over its session limit answers UNAVAILABLE: try the next one.
+    return this.route(undefined, { call: 'requestChat', serviceName, input }) as Promise<ClientReply>;
+  }
+
+  perform(chatId: string, serviceName: string, identity: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
+    return this.route(identity.alias, { call: 'perform', chatId, serviceName, identity, op, position }) as Promise<ClientReply>;
+  }
+
+  upload(chatId: string, serviceName: string, identity: ClientIdentity, file: UploadInput, position: Position): Promise<ClientReply> {
+    const f = { fileName: file.fileName, contentType: file.contentType, base64: file.bytes.toString('base64'), ...(file.description === undefined ? {} : { description: file.description }) };
+    return this.route(identity.alias, { call: 'upload', chatId, serviceName, identity, file: f, position }) as Promise<ClientReply>;
+  }
+
+  async download(chatId: string, serviceName: string, identity: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
+    const r = (await this.route(identity.alias, { call: 'download', chatId, serviceName, identity, fileId })) as { meta: FileMeta; base64: string };
+    return { meta: r.meta, bytes: Buffer.from(r.base64, 'base64') };
+  }
+
+  private async route(alias: string | undefined, call: NodeCall): Promise<unknown> {
+    const tried = new Set<string>();
+    let preferred = alias !== undefined && alias !== '' && this.nodes.isAlive(alias) ? this.nodes.get(alias) : undefined;
+    let last: ParleyError = new ParleyError('UNAVAILABLE', 'No chat server node is available.');
+    for (let i = 0; i < ATTEMPTS; i++) {
+      const node = preferred ?? this.nodes.live().find((n) => !tried.has(n.appDbid));
+      preferred = undefined;
+      if (node === undefined) break;
+      tried.add(node.appDbid);
+      try {
+        return await this.call(node, call);
+      } catch (e) {
+        const err = e instanceof ParleyError ? e : new ParleyError('UNAVAILABLE', 'The chat server node did not answer.', { cause: e });
+        last = err;
+        if (err.code === 'NOT_OWNER') {
+          const owner = typeof err.details?.['owner'] === 'string' ? (err.details['owner'] as string) : undefined;
+          if (owner !== undefined && !tried.has(owner) && this.nodes.isAlive(owner)) preferred = this.nodes.get(owner);
+          tried.delete(node.appDbid); // the same node may restore it after the owner is gone
+          continue;
+        }
+        if (err.code === 'UNAVAILABLE') continue;
+        throw err;
+      }
+    }
+    throw last;
+  }
+
+  private async call(node: NodeRecord, call: NodeCall): Promise<unknown> {
+    let status: number;
+    let text: string;
+    try {
+      const res = await this.pool(node.url).request({
+        method: 'POST',
+        path: NODE_RPC_PATH,
+        headers: { 'content-type': 'application/json', [NODE_TOKEN_HEADER]: this.opts.token },
+        body: JSON.stringify(call),
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+      status = res.statusCode;
+      text = await res.body.text();
+    } catch (err) {
+      this.nodes.suspect(node.appDbid);
+      throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer.`, { cause: err });
+    }
+    const body = JSON.parse(text) as { ok?: unknown; error?: { code: string; message: string; details?: Record<string, unknown> } };
+    if (status === 200 && 'ok' in body) return body.ok;
+    const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
+    throw new ParleyError(code in ERRORS ? code : 'INTERNAL', body.error?.message, body.error?.details === undefined ? undefined : { details: body.error.details });
+  }
+
+  private pool(url: string): Pool {
+    let p = this.pools.get(url);
+    if (p === undefined) {
+      p = new Pool(url, { connections: 64, pipelining: 1 });
+      this.pools.set(url, p);
+    }
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
+  }
+}
