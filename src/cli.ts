@@ -1,19 +1,29 @@
 /**
  * The `parley` command. The only module that reads argv and the environment and exits the process.
- *   parley start [--config FILE]     every role in one process (chat server, gateway, agent API)
  */
 import { loadConfigFile } from './config/load.ts';
 import { ParleyError } from './errors.ts';
 import { createLogger } from './log.ts';
+import { startChatServer } from './roles/chat-server.ts';
+import { startGateway } from './roles/gateway.ts';
 import { startReceiverOnly } from './roles/receiver-only.ts';
 import { startAll } from './roles/start.ts';
 
-const USAGE = `usage: parley <start|receiver> [--config FILE]
+const USAGE = `usage: parley <command> [--config FILE]
 
-  start     run every role in one process: chat server, Chat API v2 gateway, agent API and desk,
-            notification receiver and customer chat page
-  receiver  run only the notification receiver and the customer page, against [receiver] gateway-url
-  --config  INI file (default: config/parley.ini); PARLEY_<SECTION>_<KEY> variables override it`;
+  start        every role in one process on the embedded store: chat server, Chat API v2 gateway,
+               agent API and desk, notification receiver and customer chat page
+  chat-server  one chat server node of a cluster (shared store in [store], registers as [node] app-dbid)
+  gateway      one gateway (GMS) node of a cluster: Chat API v2 routed by alias, customhttp push
+  receiver     the notification receiver and the customer page, against [receiver] gateway-url
+  --config     INI file (default: config/parley.ini); PARLEY_<SECTION>_<KEY> variables override it`;
+
+const COMMANDS = new Set(['start', 'chat-server', 'gateway', 'receiver']);
+
+interface Started {
+  readonly lines: string[];
+  stop(): Promise<void>;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -30,35 +40,60 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
-  if (command !== 'start' && command !== 'receiver') {
+  if (!COMMANDS.has(command)) {
     process.stderr.write(`parley: unknown command "${command}"\n${USAGE}\n`);
     return 2;
   }
   const config = loadConfigFile(configPath, process.env);
   const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'info' });
-  const running = command === 'receiver' ? await startReceiverOnly(config, log) : await startAll(config, { log });
-  const base = running.url;
-  const lines =
-    command === 'receiver'
-      ? [`Parley receiver is running (gateway ${config.receiver.gatewayUrl})`, `  Customer chat: ${base}/chat/`, `  Push endpoint: ${base}/receiver/push`]
-      : [
-          `Parley is running (app dbid ${config.node.appDbid}, store ${config.store.path})`,
-          `  Customer chat: ${base}/chat/`,
-          `  Agent desk:    ${base}/desk/   (agents: ${[...config.agents.keys()].join(', ')})`,
-          `  Chat API v2:   ${base}/genesys/2/chat/{serviceName}   services: ${[...config.services.keys()].join(', ')}`,
-          `  Agent API:     ${base}/agent/api/login   (WebSocket ${base.replace('http', 'ws')}/agent/api/ws)`,
-          `  Push endpoint: ${base}/receiver/push`,
-          `  Health:        ${base}/health   Metrics: ${base}/metrics`,
-        ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  const started = await start(command, config, log);
+  process.stdout.write(`${started.lines.join('\n')}\n`);
   await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
   });
   log.info({}, 'shutting down');
-  await running.close();
+  await started.stop();
   return 0;
+}
+
+async function start(command: string, config: ReturnType<typeof loadConfigFile>, log: ReturnType<typeof createLogger>): Promise<Started> {
+  if (command === 'chat-server') {
+    const n = await startChatServer(config, { log });
+    return {
+      lines: [`Parley chat server node ${config.node.appDbid} is running (pid ${process.pid})`, `  Internal API: ${n.url}`, `  Agent desk:   ${n.url}/desk/`, `  Health:       ${n.url}/health`],
+      stop: () => n.shutdown(),
+    };
+  }
+  if (command === 'gateway') {
+    const g = await startGateway(config, { log });
+    return { lines: [`Parley gateway is running`, `  Chat API v2:  ${g.url}/genesys/2/chat/{serviceName}`, `  Health:       ${g.url}/health`], stop: () => g.close() };
+  }
+  if (command === 'receiver') {
+    const r = await startReceiverOnly(config, log);
+    return {
+      lines: [`Parley receiver is running (gateway ${config.receiver.gatewayUrl})`, `  Customer chat: ${r.url}/chat/`, `  Push endpoint: ${r.url}/receiver/push`],
+      stop: () => r.close(),
+    };
+  }
+  const running = await startAll(config, { log });
+  const base = running.url;
+  return {
+    lines: [
+      `Parley is running (app dbid ${config.node.appDbid}, store ${config.store.type === 'sqlite' ? config.store.path : 'postgres'})`,
+      `  Customer chat: ${base}/chat/`,
+      `  Agent desk:    ${base}/desk/   (agents: ${[...config.agents.keys()].join(', ')})`,
+      `  Chat API v2:   ${base}/genesys/2/chat/{serviceName}   services: ${[...config.services.keys()].join(', ')}`,
+      `  Agent API:     ${base}/agent/api/login   (WebSocket ${base.replace('http', 'ws')}/agent/api/ws)`,
+      `  Push endpoint: ${base}/receiver/push`,
+      `  Health:        ${base}/health   Metrics: ${base}/metrics`,
+    ],
+    async stop() {
+      running.app.accepting = false;
+      if (config.settings.shutdownNotifyFlexPush === 1) await running.app.node.notifyShutdown();
+      await running.close();
+    },
+  };
 }
 
 main(process.argv.slice(2)).then(

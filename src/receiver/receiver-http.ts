@@ -51,7 +51,7 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
     } catch {
       throw new ParleyError('INVALID_PARAMETER', 'The push body is not JSON.');
     }
-    if (typeof body !== 'object' || body === null) throw new ParleyError('INVALID_PARAMETER', 'The push body is not a JSON object.');
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ParleyError('INVALID_PARAMETER', 'The push body is not a JSON object.');
     const result = o.receiver.onPush(body);
     // 410 tells the chat server to stop resending a notification for a session this receiver does not run.
     if (result === 'unknown-device') return sendJson(res, 410, { error: { code: 'UNKNOWN_CHAT', message: 'No session for this deviceId.' } });

@@ -10,7 +10,8 @@
  * - Never short-polls: one rare ping refresh per session every ping-interval, spread out evenly; a failed
  *   refresh (gateway down) is retried with backoff, so an acknowledgement is never lost.
  * - HA: `restoreNode(alias)` pings every cached session of a chat server node that restarted, with bounded
- *   concurrency; a ParticipantLeft of participantId 1 with quit-reason-advice=reconnect pings that session.
+ *   concurrency. The shutdown advice (a ParticipantLeft of participantId 1 with quit-reason-advice=reconnect)
+ *   arrives as a push, which is always followed by a refresh: that refresh restores the session elsewhere.
  */
 import type { Clock } from '../clock.ts';
 import type { ChatEvent, ReplyMessage } from '../chat/types.ts';
@@ -148,6 +149,9 @@ export class Receiver {
     if (s.ended) return { events: [], chatEnded: true, nextPosition: s.nextPosition };
     const reply = await this.call(s, 'refresh', { transcriptPosition: Math.max(1, from) });
     const fresh = this.absorb(s.browserToken, reply);
+    // The resuming browser now has everything up to the reply: later deliveries continue from there.
+    const upTo = reply.nextPosition ?? s.nextPosition;
+    if (upTo > (this.delivered.get(token) ?? 0)) this.delivered.set(token, upTo);
     return { events: reply.messages.filter(isEvent).filter((e) => !isReconnectAdvice(e)), chatEnded: fresh?.ended ?? true, nextPosition: reply.nextPosition ?? s.nextPosition };
   }
 
@@ -256,14 +260,14 @@ export class Receiver {
       this.deliver(token, events, reply.chatEnded);
       const after = this.absorb(token, reply);
       if (after !== undefined && !after.ended) this.schedulePing(after, this.clock.now() + this.settings.pingIntervalMs);
-      // The node that served us is shutting down: ping again at once so another node restores the session.
-      if (events.some(isReconnectAdvice)) this.again.add(token);
     } catch (err) {
       const n = (this.failures.get(token) ?? 0) + 1;
       this.failures.set(token, n);
       const wait = RETRY_MS[Math.min(n, RETRY_MS.length) - 1] ?? 60_000;
       this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message }, 'refresh failed; retrying');
-      this.schedulePing(s, this.clock.now() + wait);
+      // Re-read: the failure may have been the chat's end, which removed it from the running sessions.
+      const current = this.cache.byBrowserToken(token);
+      if (current !== undefined && !current.ended) this.schedulePing(current, this.clock.now() + wait);
     }
   }
 
@@ -304,11 +308,12 @@ export class Receiver {
     if (s === undefined) return;
     let next = this.nextToDeliver(token, s);
     const fresh: ChatEvent[] = [];
-    for (const e of [...events].sort((a, b) => a.index - b.index)) {
+    // The reconnect advice is not a transcript event (it repeats the last index): never count it.
+    for (const e of events.filter((x) => !isReconnectAdvice(x)).sort((a, b) => a.index - b.index)) {
       if (e.index < next) continue;
       if (e.index > next) break;
       next++;
-      if (!isReconnectAdvice(e)) fresh.push(e);
+      fresh.push(e);
     }
     this.delivered.set(token, next);
     if (fresh.length > 0 || chatEnded) this.broadcast(token, { type: 'events', events: fresh, chatEnded, nextPosition: next });

@@ -7,7 +7,7 @@ import type { Config } from '../config/catalogue.ts';
 import { createRandomIds, type IdSource } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
-import { openSqliteStore } from '../store/sqlite.ts';
+import { openStore } from '../store/open.ts';
 import { createReceiverRole, type ReceiverRole } from './receiver-role.ts';
 
 export interface Running {
@@ -28,7 +28,7 @@ export interface StartOptions {
 }
 
 export async function startAll(config: Config, opts: StartOptions): Promise<Running> {
-  const store = openSqliteStore({ path: config.store.path, synchronous: config.store.synchronous });
+  const store = await openStore(config);
   const app = await buildApp(config, {
     store,
     clock: opts.clock ?? systemClock,

@@ -1,0 +1,33 @@
+/** Starts an HTTP server on the configured address and answers the base URL. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+export async function listen(
+  host: string,
+  port: number,
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const server = createServer({ keepAliveTimeout: 65_000 }, handle);
+  if (upgrade !== undefined) server.on('upgrade', upgrade);
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    url: `http://${h}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
