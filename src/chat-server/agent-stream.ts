@@ -15,7 +15,7 @@ import type { ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { publicAgent, viewJson } from './agent-api.ts';
-import { summarize, type AgentOps } from './agent-ops.ts';
+import { isIn, summarize, type AgentOps } from './agent-ops.ts';
 import type { LiveSessions } from './live-sessions.ts';
 
 const AUTH_TIMEOUT_MS = 10_000;
@@ -111,8 +111,14 @@ export function createAgentStream(o: AgentStreamOptions) {
  * can keep its queue and workbin lists without polling.
  */
 function deliver(desk: Desk, agent: AgentAccount, session: Session, events: readonly ChatEvent[], now: number): void {
-  const participated = session.participants.some((p) => p.type === 'Agent' && p.agentId === agent.agentId);
-  if (participated && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
+  // Events go to the agents responsible for the chat now: in it, holding it in their workbin, or the agent
+  // it is routed back to; and to an agent whose own leaving this change records. Not to agents who handed
+  // it on.
+  const me = (pid: number) => session.participants.some((p) => p.participantId === pid && p.agentId === agent.agentId);
+  const responsible =
+    isIn(session, agent.agentId) || session.workbin?.agentId === agent.agentId || (session.state === 'waiting' && session.routing?.agentId === agent.agentId);
+  const justLeft = events.some((e) => e.type === 'ParticipantLeft' && me(e.from.participantId));
+  if ((responsible || justLeft) && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
   const placeChanged = events.length === 0 || session.state !== 'active' || events.some((e) => e.type === 'ParticipantJoined' || e.type === 'ParticipantLeft');
   if (placeChanged) send(desk, { type: 'chat', chat: summarize(session), offered: offeredTo(session, agent.agentId, now) });
 }

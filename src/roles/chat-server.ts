@@ -7,6 +7,7 @@
 import { buildApp, type App } from '../app.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { NodeDirectory } from '../cluster/node-directory.ts';
+import { probingIsAlive } from '../cluster/owner-probe.ts';
 import type { Config } from '../config/catalogue.ts';
 import { createRandomIds } from '../ids.ts';
 import type { Logger } from '../log.ts';
@@ -31,7 +32,7 @@ export async function startChatServer(config: Config, opts: { log: Logger; clock
   const app = await buildApp(
     config,
     { store, clock, ids: createRandomIds(), log },
-    { mode: 'node', loadScope: 'owned', isAlive: async (owner) => directory.isAlive(owner) },
+    { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory) },
   );
   const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
   const url = config.node.url === '' ? http.url : config.node.url;

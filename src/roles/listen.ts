@@ -10,7 +10,14 @@ export async function listen(
   upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
 ): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const server = createServer({ keepAliveTimeout: 65_000 }, handle);
-  if (upgrade !== undefined) server.on('upgrade', upgrade);
+  // Upgraded (WebSocket) connections are not closed by closeAllConnections(): track them to end them.
+  const upgraded = new Set<Duplex>();
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    if (upgrade !== undefined) upgrade(req, socket, head);
+    else socket.destroy();
+  });
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();
@@ -28,6 +35,7 @@ export async function listen(
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        for (const s of upgraded) s.destroy();
       }),
   };
 }

@@ -1,6 +1,5 @@
 /** `parley start`: every role in one process on the embedded store. */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { buildApp, type App } from '../app.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import type { Config } from '../config/catalogue.ts';
@@ -8,6 +7,7 @@ import { createRandomIds, type IdSource } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
 import { openStore } from '../store/open.ts';
+import { listen } from './listen.ts';
 import { createReceiverRole, type ReceiverRole } from './receiver-role.ts';
 
 export interface Running {
@@ -37,19 +37,8 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
     ...(opts.random === undefined ? {} : { random: opts.random }),
     ...(opts.autoPush === undefined ? {} : { autoRun: opts.autoPush }),
   });
-  const server = createServer({ keepAliveTimeout: 65_000 }, app.handle);
-  server.on('upgrade', app.upgrade);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.http.port, config.http.host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}`;
+  const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
+  const { server, url } = http;
   let receiver: ReceiverRole | undefined;
   if (config.receiver.enabled) {
     const rc = config.receiver;
@@ -70,10 +59,7 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
     server,
     url,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await http.close();
       await receiver?.close();
       await app.close();
     },

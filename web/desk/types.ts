@@ -1,0 +1,70 @@
+/** The shapes the agent API speaks (docs/agent-api.md); the desk only reads them. */
+
+export type ParticipantType = 'Client' | 'Agent' | 'Supervisor' | 'External';
+
+export interface Party {
+  readonly nickname: string;
+  readonly participantId: number;
+  readonly type: ParticipantType;
+}
+
+/** A Chat API v2 transcript event. */
+export interface ChatEvent {
+  readonly from: Party;
+  readonly index: number;
+  readonly type: string;
+  readonly utcTime: number;
+  readonly text?: string;
+  readonly messageType?: string;
+  readonly userData?: Readonly<Record<string, string>>;
+}
+
+export type ChatState = 'waiting' | 'active' | 'dormant' | 'ended';
+
+export interface ChatSummary {
+  readonly chatId: string;
+  readonly serviceName: string;
+  readonly state: ChatState;
+  readonly nickname: string;
+  readonly subject: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly lastIndex: number;
+  readonly agents: readonly string[];
+  readonly asyncMode: boolean;
+  readonly workbinAgentId?: string;
+  readonly routedTo?: string;
+  readonly routedUntil?: number;
+}
+
+export interface Agent {
+  readonly agentId: string;
+  readonly name: string;
+  readonly maxChats: number;
+}
+
+export interface AgentListing extends Agent {
+  readonly activeChats: number;
+  readonly online: boolean;
+}
+
+export interface Overview {
+  readonly waiting: readonly ChatSummary[];
+  readonly mine: readonly ChatSummary[];
+  /** The docs list only waiting and mine for the `ready` frame; the server sends the workbin too. */
+  readonly workbin?: readonly ChatSummary[];
+}
+
+export interface ChatView {
+  readonly chat: ChatSummary;
+  readonly events: readonly ChatEvent[];
+}
+
+/** Frames the server pushes over `/agent/api/ws`. */
+export type ServerFrame =
+  | { readonly type: 'ready'; readonly agent: Agent; readonly overview: Overview }
+  | { readonly type: 'events'; readonly chat: ChatSummary; readonly events: readonly ChatEvent[] }
+  | { readonly type: 'chat'; readonly chat: ChatSummary; readonly offered: boolean }
+  | { readonly type: 'sync'; readonly chat: ChatSummary; readonly events: readonly ChatEvent[] }
+  | { readonly type: 'pong' }
+  | { readonly type: 'error'; readonly error: { readonly code: string; readonly message: string } };
