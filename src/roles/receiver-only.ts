@@ -5,6 +5,7 @@ import { systemClock } from '../clock.ts';
 import type { Config } from '../config/catalogue.ts';
 import { ParleyError } from '../errors.ts';
 import { sendJson } from '../http/respond.ts';
+import { createMetrics } from '../metrics.ts';
 import type { Logger } from '../log.ts';
 import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
 import { buildPage, servePage } from '../web/assets.ts';
@@ -17,6 +18,7 @@ export async function startReceiverOnly(config: Config, log: Logger): Promise<{ 
   }
   const role = createReceiverRole(config, { gatewayUrl: rc.gatewayUrl, healthUrls: rc.healthUrls, clock: systemClock, log });
   const page = await buildPage('customer');
+  const metrics = createMetrics();
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname.startsWith(RECEIVER_PREFIX)) return role.http.handle(req, res, url.pathname, url.searchParams);
@@ -26,6 +28,13 @@ export async function startReceiverOnly(config: Config, log: Logger): Promise<{ 
     }
     if (url.pathname.startsWith('/chat/') && servePage(page, url.pathname.slice('/chat/'.length), req, res)) return;
     if (url.pathname === '/health') return sendJson(res, 200, { status: 'ok', role: 'receiver', sessions: role.receiver.sessions, nodes: Object.fromEntries(role.health.nodes()) });
+    if (url.pathname === '/metrics') {
+      void metrics.registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(text);
+      });
+      return;
+    }
     req.resume();
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'No such resource.' } });
   });
