@@ -14,7 +14,7 @@ import { buildChatNode, type ChatNode, type NodeDeps, type NodeOptions } from '.
 import { createNodeRpc, NODE_RPC_PATH } from './chat-server/node-rpc.ts';
 import type { Config } from './config/catalogue.ts';
 import { ParleyError } from './errors.ts';
-import { CHAT_API_PREFIX, createChatApi } from './gateway/chat-api.ts';
+import { CHAT_API_PREFIX, createChatApi, rateLimitsFrom } from './gateway/chat-api.ts';
 import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
 import { sendJson } from './http/respond.ts';
@@ -75,6 +75,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
 
   const chatApi = createChatApi({
     node: node.client,
+    rateLimits: rateLimitsFrom(config.http, () => deps.clock.now()),
     services: new Set(config.services.keys()),
     apiKey: config.http.apiKey,
     limits: { maxBodySize: config.http.maxBodySize, maxFieldLength: config.http.maxFieldLength, maxFileSize: config.fileTransfer.uploadMaxFileSize },

@@ -41,6 +41,9 @@ describe('Config type derived from the catalogue', () => {
       readonly corsAllowedOrigins: readonly string[];
       readonly maxBodySize: number;
       readonly maxFieldLength: number;
+      readonly rateLimitPerClient: number;
+      readonly rateLimitPerSession: number;
+      readonly rateLimitExempt: readonly string[];
     }>();
     expectTypeOf<Config['store']>().toEqualTypeOf<{
       readonly type: 'sqlite' | 'postgres';

@@ -58,6 +58,18 @@ export const FIXED_SECTIONS = {
         type: 'int', default: 10485760, min: 1024, max: 1073741824,
         doc: 'Largest request body in bytes; must be at least upload-max-file-size + 65536.',
       },
+      'rate-limit-per-client': {
+        type: 'int', default: 0, min: 0, max: 1000000,
+        doc: 'Chat API requests per second one client address may make (bursts of twice that); 0 = no limit. Over it: 429, statusCode 1.',
+      },
+      'rate-limit-per-session': {
+        type: 'int', default: 0, min: 0, max: 1000000,
+        doc: 'Chat API requests per second on one chat session (bursts of twice that); 0 = no limit.',
+      },
+      'rate-limit-exempt': {
+        type: 'list', default: [], itemPattern: /^[0-9a-f:.]+$/, itemDoc: 'an IP address',
+        doc: 'Client addresses not limited per client (a trusted receiver or proxy); sessions are still limited.',
+      },
       'max-field-length': {
         type: 'int', default: 65536, min: 1, max: 10485760,
         doc: 'Longest text field (message, nickname, ...) in characters.',

@@ -36,6 +36,9 @@ describe('parseConfig defaults', () => {
       corsAllowedOrigins: [],
       maxBodySize: 10485760,
       maxFieldLength: 65536,
+      rateLimitPerClient: 0,
+      rateLimitPerSession: 0,
+      rateLimitExempt: [],
     });
     expect(c.store).toEqual({ type: 'sqlite', path: './data/parley.db', synchronous: 'normal', url: '', poolSize: 16 });
     expect(c.fileTransfer).toEqual({

@@ -8,6 +8,7 @@ import { parsePosition, type Position } from '../chat/transcript.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
 import type { Form } from '../http/form.ts';
+import { RateLimiter } from '../http/rate-limit.ts';
 import { sendJson } from '../http/respond.ts';
 import { errorEnvelope, okEnvelope } from './envelope.ts';
 import type { NodeLink } from './node-link.ts';
@@ -15,8 +16,26 @@ import { readForm, type FormLimits } from './read-form.ts';
 
 export const CHAT_API_PREFIX = '/genesys/2/chat/';
 
+/** The [http] rate limits as limiters (bursts of twice the rate). */
+export function rateLimitsFrom(http: { rateLimitPerClient: number; rateLimitPerSession: number; rateLimitExempt: readonly string[] }, now: () => number): ChatApiRateLimits {
+  return {
+    perClient: new RateLimiter(http.rateLimitPerClient, http.rateLimitPerClient * 2),
+    perSession: new RateLimiter(http.rateLimitPerSession, http.rateLimitPerSession * 2),
+    exempt: new Set(http.rateLimitExempt),
+    now,
+  };
+}
+
+export interface ChatApiRateLimits {
+  readonly perClient: RateLimiter;
+  readonly perSession: RateLimiter;
+  readonly exempt: ReadonlySet<string>;
+  readonly now: () => number;
+}
+
 export interface ChatApiOptions {
   readonly node: NodeLink;
+  readonly rateLimits?: ChatApiRateLimits;
   readonly services: ReadonlySet<string>;
   readonly apiKey: string;
   readonly limits: FormLimits;
@@ -76,6 +95,7 @@ export function createChatApi(o: ChatApiOptions) {
       const route = parseRoute(path);
       if (route === undefined) throw new ParleyError('NOT_FOUND', 'No Chat API v2 operation at this path.');
       if (route.kind !== 'request') chatId = route.chatId;
+      checkRate(o.rateLimits, req.socket.remoteAddress ?? '', chatId);
       const isDownload = route.kind === 'download';
       if (req.method !== 'POST' && !(isDownload && req.method === 'GET')) throw new ParleyError('METHOD_NOT_ALLOWED');
       checkApiKey(req, o.apiKey);
@@ -148,6 +168,14 @@ export function createChatApi(o: ChatApiOptions) {
       sendJson(res, err.spec.http, errorEnvelope(err, { chatId, alias }), headers);
     }
   };
+}
+
+function checkRate(r: ChatApiRateLimits | undefined, client: string, chatId: string | undefined): void {
+  if (r === undefined) return;
+  const now = r.now();
+  const address = client.startsWith('::ffff:') ? client.slice(7) : client;
+  if (!r.exempt.has(address) && !r.perClient.take(address, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests from this client; retry later.');
+  if (chatId !== undefined && !r.perSession.take(chatId, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests on this chat session; retry later.');
 }
 
 function checkApiKey(req: IncomingMessage, apiKey: string): void {

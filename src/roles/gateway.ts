@@ -9,7 +9,7 @@ import { systemClock, type Clock } from '../clock.ts';
 import { NodeDirectory } from '../cluster/node-directory.ts';
 import type { Config } from '../config/catalogue.ts';
 import { ParleyError } from '../errors.ts';
-import { CHAT_API_PREFIX, createChatApi } from '../gateway/chat-api.ts';
+import { CHAT_API_PREFIX, createChatApi, rateLimitsFrom } from '../gateway/chat-api.ts';
 import { createCustomHttpNode } from '../gateway/customhttp.ts';
 import { NotificationLinks } from '../gateway/notification-link.ts';
 import { RemoteNodeLink } from '../gateway/remote-node-link.ts';
@@ -33,6 +33,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
   const metrics = createMetrics();
   const chatApi = createChatApi({
     node: link,
+    rateLimits: rateLimitsFrom(config.http, () => clock.now()),
     services: new Set(config.services.keys()),
     apiKey: config.http.apiKey,
     limits: { maxBodySize: config.http.maxBodySize, maxFieldLength: config.http.maxFieldLength, maxFileSize: config.fileTransfer.uploadMaxFileSize },
