@@ -15,7 +15,7 @@
  */
 import type { Clock } from '../clock.ts';
 import type { ChatEvent, ReplyMessage } from '../chat/types.ts';
-import { ParleyError } from '../errors.ts';
+import { ERROR_CODES, ERRORS, ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DueIndex } from '../chat-server/due-index.ts';
 import type { CachedSession, TokenCache } from './token-cache.ts';
@@ -146,7 +146,7 @@ export class Receiver {
   /** Events from `from` on, for a browser that (re)connects: read from the gateway (a refresh). */
   async catchUp(token: string, from: number): Promise<{ events: readonly ChatEvent[]; chatEnded: boolean; nextPosition: number }> {
     const s = this.session(token);
-    if (s.ended) return { events: [], chatEnded: true, nextPosition: s.nextPosition };
+    // Also for an ended chat: the last words before the end may not have reached this browser yet.
     const reply = await this.call(s, 'refresh', { transcriptPosition: Math.max(1, from) });
     const fresh = this.absorb(s.browserToken, reply);
     // The resuming browser now has everything up to the reply: later deliveries continue from there.
@@ -337,7 +337,10 @@ export class Receiver {
   }
 }
 
+/** The gateway's error as a ParleyError with the same code (found by its wire code). */
 function replyError(reply: ChatReply): ParleyError {
-  const advice = reply.errors?.[0]?.advice ?? 'The chat server refused the request.';
-  return new ParleyError(reply.chatEnded ? 'CHAT_ENDED' : reply.statusCode === 1 ? 'UNAVAILABLE' : 'INVALID_PARAMETER', advice);
+  const first = reply.errors?.[0];
+  const advice = first?.advice ?? 'The chat server refused the request.';
+  const code = first === undefined ? undefined : ERROR_CODES.find((c) => ERRORS[c].wire === first.code);
+  return new ParleyError(code ?? (reply.chatEnded ? 'CHAT_ENDED' : reply.statusCode === 1 ? 'UNAVAILABLE' : 'INVALID_PARAMETER'), advice);
 }

@@ -231,6 +231,7 @@ describe('customer chat page in Chromium', () => {
     await page.locator('#typing-text').filter({ hasText: 'Alice is typing…' }).waitFor();
     await shot(page, 'conversation');
     await alice.typing(chatId, false);
+    await page.locator('#typing-text').filter({ hasText: /^$/ }).waitFor({ state: 'attached' });
 
     // Reload: the conversation is all there once, and the page resumed after the last event it had.
     const before = await indexes(page);
@@ -350,12 +351,8 @@ describe('customer chat page in Chromium', () => {
     expect(c.errors).toEqual([]);
   });
 
-  // BUG: src/receiver/receiver.ts Receiver.catchUp returns no events at all once the cached session is
-  // ended (`if (s.ended) return { events: [], ... }`), although the gateway still serves the transcript of
-  // an ended chat (refresh answers statusCode 0 with the events). A customer whose page was closed while
-  // the agent wrote a last message and closed the chat never sees that message: the resume after the
-  // chat ended brings only chatEnded=true.
-  it.fails('shows the last words of an agent who closed the chat while the page was closed', async () => {
+  // Regression: found by this suite and fixed.
+  it('shows the last words of an agent who closed the chat while the page was closed', async () => {
     const c = await openCustomer();
     const chatId = await startChat(c.page, 'Cleo', 'Return label');
     await bob.accept(chatId);
