@@ -135,6 +135,20 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.loadRecentSessions([], 10)).toEqual([]);
     });
 
+    it('lists an agent workbin from the store, newest first', async () => {
+      const a = newSession(1000);
+      const b = newSession(2000);
+      const c = newSession(3000);
+      for (const x of [a, b, c]) await store.createSession(x);
+      await store.recordChange({ session: { ...a.session, state: 'dormant', workbin: { agentId: 'alice', since: 4000 }, updatedAt: 4000 }, events: [] });
+      await store.recordChange({ session: { ...b.session, state: 'dormant', workbin: { agentId: 'alice', since: 5000 }, updatedAt: 5000 }, events: [] });
+      await store.recordChange({ session: { ...c.session, state: 'dormant', workbin: { agentId: 'bob', since: 6000 }, updatedAt: 6000 }, events: [] });
+      expect((await store.listWorkbin('alice', 10)).map((s) => s.chatId)).toEqual([b.session.chatId, a.session.chatId]);
+      await store.recordChange({ session: { ...b.session, state: 'waiting', updatedAt: 7000 }, events: [] });
+      expect((await store.listWorkbin('alice', 10)).map((s) => s.chatId)).toEqual([a.session.chatId]);
+      expect(await store.listWorkbin('nobody', 10)).toEqual([]);
+    });
+
     it('stores file bytes with the change that announces them', async () => {
       const c = newSession();
       await store.createSession(c);

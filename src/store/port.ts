@@ -72,6 +72,8 @@ export interface Store {
   loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]>;
   /** Sessions not ended, oldest first. */
   listOpenSessions(): Promise<SessionSummary[]>;
+  /** The dormant sessions in an agent's workbin, most recently updated first. */
+  listWorkbin(agentId: string, limit: number): Promise<Session[]>;
   /** The most recently updated sessions in these states, newest first (contact history). */
   loadRecentSessions(states: readonly SessionState[], limit: number): Promise<Session[]>;
   loadFile(chatId: string, fileId: string): Promise<Buffer | undefined>;

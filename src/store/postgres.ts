@@ -82,10 +82,22 @@ const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] 
         heartbeat_at bigint NOT NULL
       );`,
   },
+  {
+    version: 2,
+    sql: `
+      ALTER TABLE sessions ADD COLUMN workbin_agent text;
+      CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;
+    `,
+  },
 ];
 
 /** First key of the migration advisory lock ("prly"); the second is the hash of the schema name. */
 const MIGRATION_LOCK = 0x70726c79;
+
+/** The indexed workbin owner of a dormant session (null otherwise). */
+function workbinAgent(s: Session): string | null {
+  return s.state === 'dormant' ? (s.workbin?.agentId ?? null) : null;
+}
 
 export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Store> {
   if (!Number.isInteger(opts.poolSize) || opts.poolSize < 1) throw new ParleyError('CONFIG_INVALID', 'store pool-size must be a positive integer.');
@@ -267,13 +279,14 @@ class PostgresStore implements Store {
   createSession(c: ChangeRecord): Promise<void> {
     return this.write(this.keysOf(c), async (db) => {
       const s = c.session;
-      await db.query('INSERT INTO sessions (chat_id, service, state, updated_at, owner, epoch, doc) VALUES ($1, $2, $3, $4, $5, 1, $6)', [
+      await db.query('INSERT INTO sessions (chat_id, service, state, updated_at, owner, epoch, doc, workbin_agent) VALUES ($1, $2, $3, $4, $5, 1, $6, $7)', [
         s.chatId,
         s.serviceName,
         s.state,
         s.updatedAt,
         s.alias,
         JSON.stringify(s),
+        workbinAgent(s),
       ]);
       await this.applyRest(db, c);
     });
@@ -285,14 +298,15 @@ class PostgresStore implements Store {
       const doc = JSON.stringify(s);
       const r =
         c.fence === undefined
-          ? await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3 WHERE chat_id = $4', [s.state, s.updatedAt, doc, s.chatId])
-          : await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3 WHERE chat_id = $4 AND owner = $5 AND epoch = $6', [
+          ? await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3, workbin_agent = $5 WHERE chat_id = $4', [s.state, s.updatedAt, doc, s.chatId, workbinAgent(s)])
+          : await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3, workbin_agent = $7 WHERE chat_id = $4 AND owner = $5 AND epoch = $6', [
               s.state,
               s.updatedAt,
               doc,
               s.chatId,
               c.fence.owner,
               c.fence.epoch,
+              workbinAgent(s),
             ]);
       if (r.rowCount !== 1) {
         if (c.fence !== undefined && (await db.query('SELECT 1 FROM sessions WHERE chat_id = $1', [s.chatId])).rowCount === 1) {
@@ -396,6 +410,12 @@ class PostgresStore implements Store {
   async listOpenSessions(): Promise<SessionSummary[]> {
     const rows = await this.read<SummaryRow>(`SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE state <> 'ended' ORDER BY updated_at, chat_id`, []);
     return rows.map(toSummary);
+  }
+
+  async listWorkbin(agentId: string, limit: number): Promise<Session[]> {
+    this.assertOpen();
+    const rows = await this.read<{ doc: string }>('SELECT doc FROM sessions WHERE workbin_agent = $1 ORDER BY updated_at DESC LIMIT $2', [agentId, limit]);
+    return rows.map((r) => JSON.parse(r.doc) as Session);
   }
 
   async loadRecentSessions(states: readonly SessionState[], limit: number): Promise<Session[]> {

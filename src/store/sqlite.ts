@@ -58,12 +58,20 @@ const MIGRATIONS: readonly string[] = [
      started_at INTEGER NOT NULL,
      heartbeat_at INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  `ALTER TABLE sessions ADD COLUMN workbin_agent TEXT;
+   UPDATE sessions SET workbin_agent = json_extract(doc, '$.workbin.agentId') WHERE state = 'dormant';
+   CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;`,
 ];
 
 interface PendingWrite {
   run(): void;
   resolve(): void;
   reject(err: unknown): void;
+}
+
+/** The indexed workbin owner of a dormant session (null otherwise). */
+function workbinAgent(s: Session): string | null {
+  return s.state === 'dormant' ? (s.workbin?.agentId ?? null) : null;
 }
 
 export function openSqliteStore(opts: SqliteStoreOptions): Store {
@@ -94,9 +102,10 @@ class SqliteStore implements Store {
 
   constructor(private readonly db: Database.Database) {
     this.stmt = {
-      insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, owner, epoch) VALUES (?, ?, ?, ?, ?, ?, 1)'),
-      updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ? WHERE chat_id = ?'),
-      updateFenced: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ? WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, workbin_agent, owner, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)'),
+      updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ?, workbin_agent = ? WHERE chat_id = ?'),
+      updateFenced: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ?, workbin_agent = ? WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      workbin: db.prepare('SELECT doc FROM sessions WHERE workbin_agent = ? ORDER BY updated_at DESC LIMIT ?').pluck(),
       loadOwned: db.prepare('SELECT doc, owner, epoch FROM sessions WHERE chat_id = ?'),
       claim: db.prepare('UPDATE sessions SET owner = ?, epoch = epoch + 1 WHERE chat_id = ? AND owner = ? AND epoch = ?'),
       listOwned: db.prepare(
@@ -128,7 +137,7 @@ class SqliteStore implements Store {
   createSession(c: ChangeRecord): Promise<void> {
     return this.write(() => {
       const s = c.session;
-      this.stmt.insertSession.run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s), s.alias);
+      this.stmt.insertSession.run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s), workbinAgent(s), s.alias);
       this.applyRest(c);
     });
   }
@@ -139,8 +148,8 @@ class SqliteStore implements Store {
       const doc = JSON.stringify(s);
       const r =
         c.fence === undefined
-          ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, s.chatId)
-          : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, s.chatId, c.fence.owner, c.fence.epoch);
+          ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, workbinAgent(s), s.chatId)
+          : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, workbinAgent(s), s.chatId, c.fence.owner, c.fence.epoch);
       if (r.changes !== 1) {
         if (c.fence !== undefined && this.stmt.loadSession.get(s.chatId) !== undefined) {
           throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
@@ -242,6 +251,11 @@ class SqliteStore implements Store {
   async listOpenSessions(): Promise<SessionSummary[]> {
     this.assertOpen();
     return this.stmt.listOpen.all() as SessionSummary[];
+  }
+
+  async listWorkbin(agentId: string, limit: number): Promise<Session[]> {
+    this.assertOpen();
+    return (this.stmt.workbin.all(agentId, limit) as string[]).map((d) => JSON.parse(d) as Session);
   }
 
   async loadRecentSessions(states: readonly SessionState[], limit: number): Promise<Session[]> {
