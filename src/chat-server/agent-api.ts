@@ -84,7 +84,7 @@ export function createAgentApi(o: AgentApiOptions) {
       if (parts[0] !== 'chats') throw new ParleyError('NOT_FOUND');
       if (parts.length === 1) {
         if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
-        return sendJson(res, 200, o.ops.overview(agent));
+        return sendJson(res, 200, await o.ops.overview(agent));
       }
       const chatId = decodePart(parts[1] ?? '');
       if (parts.length === 2) {

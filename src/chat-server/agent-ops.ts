@@ -80,16 +80,15 @@ export class AgentOps {
     private readonly opts: AgentOpsOptions,
   ) {}
 
-  overview(agent: AgentAccount): Overview {
+  /** The queue and the agent's chats from memory; the workbin from the store (dormant chats are parked). */
+  async overview(agent: AgentAccount): Promise<Overview> {
     const now = this.clock.now();
-    const o: Overview = { waiting: [], mine: [], workbin: [] };
+    const o: Overview = { waiting: [], mine: [], workbin: (await this.sessions.workbin(agent.agentId)).map(summarize) };
     for (const { session: s } of this.sessions.all()) {
       if (offeredTo(s, agent.agentId, now)) o.waiting.push(summarize(s));
       else if (s.state === 'active' && isIn(s, agent.agentId)) o.mine.push(summarize(s));
-      else if (s.state === 'dormant' && s.workbin?.agentId === agent.agentId) o.workbin.push(summarize(s));
     }
     o.waiting.sort((a, b) => a.updatedAt - b.updatedAt);
-    o.workbin.sort((a, b) => b.updatedAt - a.updatedAt);
     return o;
   }
 

@@ -69,7 +69,7 @@ export function createAgentStream(o: AgentStreamOptions) {
       const agent = o.directory.verify(token);
       desk.agent = agent;
       desk.token = token;
-      return send(desk, { type: 'ready', agent: publicAgent(agent), overview: o.ops.overview(agent) });
+      return send(desk, { type: 'ready', agent: publicAgent(agent), overview: await o.ops.overview(agent) });
     }
     if (desk.agent === undefined) throw new ParleyError('AGENT_AUTH_FAILED', 'Send an auth frame first.');
     // Re-checked on every frame, so an expired or signed-out token stops working on an open socket too.

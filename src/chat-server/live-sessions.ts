@@ -46,6 +46,12 @@ export class LiveSessions {
   private open = 0;
   private flex = 0;
   private dormant = 0;
+  /**
+   * Dormant sessions of this node that are not held in memory (a million of them must fit): chatId → 1 when
+   * push-subscribed, else 0. They are read from the store again when touched.
+   */
+  private readonly parked = new Map<string, 0 | 1>();
+  private parkedFlex = 0;
 
   constructor(
     private readonly store: Store,
@@ -70,9 +76,27 @@ export class LiveSessions {
     return this.live.size;
   }
 
-  /** Open sessions held by this node: all, push-subscribed (flex users), dormant. */
+  /** Open sessions of this node (in memory or parked): all, push-subscribed (flex users), dormant. */
   counts(): { open: number; flex: number; dormant: number } {
-    return { open: this.open, flex: this.flex, dormant: this.dormant };
+    return { open: this.open + this.parked.size, flex: this.flex + this.parkedFlex, dormant: this.dormant + this.parked.size };
+  }
+
+  /** Drops a dormant session from memory, keeping only its flag (timers keep their own deadlines). */
+  private park(entry: LiveSession): void {
+    const s = entry.session;
+    if (s.state !== 'dormant' || this.live.get(s.chatId) !== entry) return;
+    this.account(s, undefined);
+    this.live.delete(s.chatId);
+    const flex = s.push?.active === true ? 1 : 0;
+    this.parked.set(s.chatId, flex);
+    this.parkedFlex += flex;
+  }
+
+  private unpark(chatId: string): void {
+    const flex = this.parked.get(chatId);
+    if (flex === undefined) return;
+    this.parked.delete(chatId);
+    this.parkedFlex -= flex;
   }
 
   /** Keeps the counts and the map in step with one entry's session change. */
@@ -91,11 +115,13 @@ export class LiveSessions {
    * Start-up: loads the open sessions this node owns ('owned'), or every open session, restoring those of
    * dead owners ('all': a single node after a change of app dbid).
    */
-  async loadOpen(scope: 'owned' | 'all' = 'all'): Promise<void> {
+  async loadOpen(scope: 'owned' | 'all' = 'all', onLoaded?: (s: Session) => void): Promise<void> {
     const list = scope === 'owned' ? await this.store.listOwnedOpenSessions(this.alias) : await this.store.listOpenSessions();
     for (const s of list) {
       try {
-        await this.get(s.chatId);
+        const entry = await this.get(s.chatId);
+        onLoaded?.(entry.session);
+        this.park(entry);
       } catch (err) {
         if (!(err instanceof ParleyError && err.code === 'NOT_OWNER')) throw err;
       }
@@ -157,6 +183,7 @@ export class LiveSessions {
     if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) session = this.ownership.restore(session, from);
     const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch };
     this.live.set(chatId, entry);
+    this.unpark(chatId);
     this.account(undefined, entry.session);
     if (from !== this.alias && stored.session.state !== 'ended') this.ownership.onRestored?.(entry.session, from);
     return entry;
@@ -169,7 +196,11 @@ export class LiveSessions {
       () => fn(entry),
       () => fn(entry),
     );
-    entry.tail = run.catch(() => undefined);
+    const tail = run.catch(() => undefined).then(() => {
+      // Nothing else queued on a session left dormant: it goes back out of memory.
+      if (entry.tail === tail) this.park(entry);
+    });
+    entry.tail = tail;
     return run;
   }
 
@@ -197,6 +228,12 @@ export class LiveSessions {
   /** Tells the listeners about a session that changed without a stored change (a routing deadline passed). */
   announce(session: Session): void {
     this.emit(session, [], []);
+  }
+
+  /** An agent's workbin, from the store (dormant sessions are not held in memory). */
+  async workbin(agentId: string, limit = 500): Promise<Session[]> {
+    const stored = await guard(() => this.store.listWorkbin(agentId, limit));
+    return stored.map((s) => this.live.get(s.chatId)?.session ?? upgradeSession(s)).filter((s) => s.state === 'dormant');
   }
 
   /** Recently updated sessions in these states (contact history), newest first; live state where loaded. */

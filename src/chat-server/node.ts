@@ -126,8 +126,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
     if (session.state === 'ended') registry.forget(session.chatId);
   });
-  await sessions.loadOpen(opts.loadScope);
-  for (const { session } of sessions.all()) t.track(session);
+  await sessions.loadOpen(opts.loadScope, (session) => t.track(session));
   await push.load();
 
   const admission = new Admission(

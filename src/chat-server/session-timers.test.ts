@@ -9,7 +9,6 @@ import { ManualClock } from '../clock.ts';
 import { silentLogger } from '../log.ts';
 import type { Store } from '../store/port.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
-import type { DueIndex } from './due-index.ts';
 import { LiveSessions } from './live-sessions.ts';
 import { SessionTimers, type SessionTimerSettings } from './session-timers.ts';
 
@@ -497,7 +496,6 @@ describe('scale', () => {
     const node = startNode();
     const N = 10_000;
     const ids = Array.from({ length: N }, (_, i) => `bulk-${i}`);
-    const started = performance.now();
     const entries = await Promise.all(ids.map((id) => node.sessions.create(openSession(input(id, { asyncMode: true, push: PUSH }), clock.now()))));
     for (const e of entries) node.timers.track(e.session);
     for (let round = 0; round < 4; round++) {
@@ -506,12 +504,10 @@ describe('scale', () => {
       for (const id of ids.slice(0, 50)) node.timers.requested(id);
       await node.timers.tick();
     }
-    const heap = (node.timers as unknown as { index: DueIndex }).index;
     expect(node.timers.pending).toBeLessThanOrEqual(3 * N);
-    expect(heap.size).toBeLessThanOrEqual(3 * N);
+    expect(node.timers.heapSize).toBeLessThanOrEqual(3 * N);
     // One disconnect and one idle entry per session.
     expect(node.timers.pending).toBe(2 * N);
     expect((await current(node, 'bulk-0')).session.lastIndex).toBe(5);
-    expect(performance.now() - started).toBeLessThan(5000);
   }, 20_000);
 });

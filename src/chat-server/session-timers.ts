@@ -27,10 +27,13 @@ type Kind = 'idle' | 'disconnect' | 'route';
 const TICK_MS = 250;
 const BATCH = 10_000;
 
+const KINDS: readonly Kind[] = ['idle', 'disconnect', 'route'];
+
 export class SessionTimers {
-  private readonly index = new DueIndex();
-  /** The time of the live index entry per `kind:chatId`. */
-  private readonly scheduled = new Map<string, number>();
+  /** One due-time index per kind, keyed by the chat id itself (no string built per entry). */
+  private readonly index: Record<Kind, DueIndex> = { idle: new DueIndex(), disconnect: new DueIndex(), route: new DueIndex() };
+  /** The time of the live index entry per kind and chat. */
+  private readonly scheduled: Record<Kind, Map<string, number>> = { idle: new Map(), disconnect: new Map(), route: new Map() };
   private readonly lastRequest = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
@@ -50,8 +53,13 @@ export class SessionTimers {
     if (this.timer !== undefined) clearInterval(this.timer);
   }
 
+  /** Entries in the due-time indexes, stale ones included (they are dropped when they come due). */
+  get heapSize(): number {
+    return this.index.idle.size + this.index.disconnect.size + this.index.route.size;
+  }
+
   get pending(): number {
-    return this.scheduled.size;
+    return this.scheduled.idle.size + this.scheduled.disconnect.size + this.scheduled.route.size;
   }
 
   /** A session is (re)loaded or created: the client's timeout starts now; idle and routing deadlines are derived. */
@@ -81,17 +89,17 @@ export class SessionTimers {
   /** Acts on everything due; resolves when done. Tests call it after moving a manual clock. */
   async tick(): Promise<void> {
     const now = this.clock.now();
-    for (const { at, key } of this.index.popDue(now, BATCH)) {
-      if (this.scheduled.get(key) !== at) continue; // superseded by an earlier entry
-      this.scheduled.delete(key);
-      const sep = key.indexOf(':');
-      const kind = key.slice(0, sep) as Kind;
-      const chatId = key.slice(sep + 1);
-      try {
-        await this.fire(kind, chatId, now);
-      } catch (err) {
-        this.log.warn({ err, chatId, kind }, 'session timer failed; retrying in 5 s');
-        this.ensure(kind, chatId, now + 5000);
+    for (const kind of KINDS) {
+      const scheduled = this.scheduled[kind];
+      for (const { at, key: chatId } of this.index[kind].popDue(now, BATCH)) {
+        if (scheduled.get(chatId) !== at) continue; // superseded by an earlier entry
+        scheduled.delete(chatId);
+        try {
+          await this.fire(kind, chatId, now);
+        } catch (err) {
+          this.log.warn({ err, chatId, kind }, 'session timer failed; retrying in 5 s');
+          this.ensure(kind, chatId, now + 5000);
+        }
       }
     }
   }
@@ -127,10 +135,10 @@ export class SessionTimers {
 
   /** Schedules `kind` for the chat at `at` unless an earlier check is already scheduled. */
   private ensure(kind: Kind, chatId: string, at: number): void {
-    const key = `${kind}:${chatId}`;
-    const cur = this.scheduled.get(key);
+    const scheduled = this.scheduled[kind];
+    const cur = scheduled.get(chatId);
     if (cur !== undefined && cur <= at) return;
-    this.scheduled.set(key, at);
-    this.index.push(at, key);
+    scheduled.set(chatId, at);
+    this.index[kind].push(at, chatId);
   }
 }
