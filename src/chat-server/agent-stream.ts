@@ -13,6 +13,7 @@ import type { Clock } from '../clock.ts';
 import { offeredTo } from '../chat/routing.ts';
 import type { ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
+import { parseFrame } from '../http/ws-frame.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { publicAgent, viewJson } from './agent-api.ts';
 import { isIn, summarize, type AgentOps } from './agent-ops.ts';
@@ -125,18 +126,4 @@ function deliver(desk: Desk, agent: AgentAccount, session: Session, events: read
 
 function send(desk: Desk, frame: unknown): void {
   if (desk.ws.readyState === desk.ws.OPEN) desk.ws.send(JSON.stringify(frame));
-}
-
-function parseFrame(text: string | undefined): Record<string, unknown> & { type: string } {
-  if (text === undefined) throw new ParleyError('INVALID_PARAMETER', 'Frames are JSON text.');
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new ParleyError('INVALID_PARAMETER', 'The frame is not valid JSON.');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') {
-    throw new ParleyError('INVALID_PARAMETER', 'A frame is a JSON object with a string "type".');
-  }
-  return v as Record<string, unknown> & { type: string };
 }

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
+import { parseFrame } from '../http/ws-frame.ts';
 import { readBody } from '../http/body.ts';
 import { parseMultipart } from '../http/multipart.ts';
 import { sendJson } from '../http/respond.ts';
@@ -126,7 +127,7 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
   ws.on('error', () => ws.terminate());
   ws.on('message', (data, isBinary) => {
     void (async () => {
-      const msg = parse(isBinary ? undefined : data.toString());
+      const msg = parseFrame(isBinary ? undefined : data.toString());
       const str = (k: string, max = 65536): string | undefined => {
         const v = msg[k];
         if (v === undefined) return undefined;
@@ -185,18 +186,4 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
       if (bad >= MAX_BAD_FRAMES) ws.close(4400, 'too many bad frames');
     });
   });
-}
-
-function parse(text: string | undefined): Record<string, unknown> & { type: string } {
-  if (text === undefined) throw new ParleyError('INVALID_PARAMETER', 'Frames are JSON text.');
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new ParleyError('INVALID_PARAMETER', 'The frame is not valid JSON.');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') {
-    throw new ParleyError('INVALID_PARAMETER', 'A frame is a JSON object with a string "type".');
-  }
-  return v as Record<string, unknown> & { type: string };
 }

@@ -6,7 +6,7 @@ import type { ChatEvent, ChatSummary, Party } from '../../web/desk/types.ts';
 
 const ann = { nickname: 'Ann', participantId: 1, type: 'Client' as const };
 const alice = { nickname: 'Alice', participantId: 2, type: 'Agent' as const };
-const ev = (index: number, type = 'Message', from: Party = ann, text?: string): ChatEvent => ({ from, index, type, utcTime: 1000 + index, ...(text === undefined ? {} : { text }) });
+const ev = (index: number, type: ChatEvent['type'] = 'Message', from: Party = ann, text?: string): ChatEvent => ({ from, index, type, utcTime: 1000 + index, ...(text === undefined ? {} : { text }) });
 
 describe('Transcript', () => {
   it('merges overlapping batches once each, in index order, and knows where to catch up from', () => {

@@ -1,23 +1,8 @@
 /** The receiver's wire shapes (src/receiver/receiver-http.ts) as the customer page sees them. */
 
-export type ParticipantType = 'Client' | 'Agent' | 'Supervisor' | 'External';
-
-export interface Party {
-  readonly nickname: string;
-  readonly participantId: number;
-  readonly type: ParticipantType;
-}
-
-/** One Chat API v2 transcript event. */
-export interface ChatEvent {
-  readonly from: Party;
-  readonly index: number;
-  readonly type: string;
-  readonly utcTime: number;
-  readonly text?: string;
-  readonly messageType?: string;
-  readonly userData?: Readonly<Record<string, string>>;
-}
+// The transcript shapes are the server's own (src/chat/types.ts is pure: no Node types).
+export type { ChatEvent, Party, ParticipantType } from '../../src/chat/types.ts';
+import type { ChatEvent } from '../../src/chat/types.ts';
 
 export interface WireError {
   readonly code: string;
