@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.ts';
-import { AgentClient, ChatClient, startTestServer, type TestServer } from './helpers.ts';
+import { AgentClient, ChatClient, postMultipart, startTestServer, type TestServer } from './helpers.ts';
 
 const HOUR = 3600_000;
 let srv: TestServer | undefined;
@@ -220,6 +220,30 @@ describe('transfer, close and history', () => {
       expect.objectContaining({ agentId: 'alice', online: true, activeChats: 0 }),
       expect.objectContaining({ agentId: 'bob', online: true }),
     ]);
+  });
+});
+
+describe('agent file download', () => {
+  it('lets an agent in the chat download the customer file, uncounted; others may not', async () => {
+    const { srv, alice, bob } = await setup();
+    const c = new ChatClient(srv.url);
+    await c.start();
+    await alice.accept(c.chatId);
+    const bytes = new TextEncoder().encode('receipt 42');
+    const up = await postMultipart(`${c.chatUrl}/${c.chatId}/file`, c.ids(), { name: 'receipt.txt', type: 'text/plain', bytes });
+    const fileId = up.body.userData['file-id'] as string;
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${srv.url}/agent/api/chats/${c.chatId}/files/${fileId}`, { headers: { authorization: `Bearer ${alice.token}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-disposition')).toContain('receipt.txt');
+      expect(await res.text()).toBe('receipt 42');
+    }
+    const limits = await c.op('file/limits');
+    expect(limits.body.userData['used-download-attempts']).toBe('0');
+    const other = await fetch(`${srv.url}/agent/api/chats/${c.chatId}/files/${fileId}`, { headers: { authorization: `Bearer ${bob.token}` } });
+    expect(other.status).toBe(403);
+    const missing = await fetch(`${srv.url}/agent/api/chats/${c.chatId}/files/nope`, { headers: { authorization: `Bearer ${alice.token}` } });
+    expect(missing.status).toBe(404);
   });
 });
 

@@ -6,7 +6,7 @@
 import type { Clock } from '../clock.ts';
 import { canTake, hold, offeredTo, transfer } from '../chat/routing.ts';
 import * as core from '../chat/session.ts';
-import type { Change, ChatEvent, Session, SessionState } from '../chat/types.ts';
+import type { Change, ChatEvent, FileMeta, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { AgentAccount } from './agent-directory.ts';
 import type { LiveSessions } from './live-sessions.ts';
@@ -166,6 +166,15 @@ export class AgentOps {
     const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
     if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
     return view(entry);
+  }
+
+  /** A file of a chat the agent may read (as `transcript`); agents' downloads are not counted. */
+  async file(agent: AgentAccount, chatId: string, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
+    const { session } = await this.transcript(agent, chatId);
+    const meta = core.findFile(session, fileId);
+    const bytes = await this.sessions.readFile(chatId, fileId);
+    if (bytes === undefined) throw new ParleyError('UNKNOWN_FILE');
+    return { meta, bytes };
   }
 
   /** Contact history: the most recent dormant and ended chats. */

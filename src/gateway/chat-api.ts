@@ -7,6 +7,7 @@ import type { ClientIdentity, ClientOperation } from '../chat-server/client-ops.
 import { parsePosition, type Position } from '../chat/transcript.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
+import { contentDisposition } from '../http/content-disposition.ts';
 import type { Form } from '../http/form.ts';
 import { RateLimiter } from '../http/rate-limit.ts';
 import { sendJson } from '../http/respond.ts';
@@ -239,10 +240,4 @@ function formFromQuery(q: URLSearchParams): Form {
   const fields = new Map<string, string>();
   for (const [k, v] of q) if (!fields.has(k)) fields.set(k, v);
   return { fields, userData: {} };
-}
-
-/** RFC 6266 with an ASCII fallback and the UTF-8 name. */
-export function contentDisposition(name: string): string {
-  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
