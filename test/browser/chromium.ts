@@ -3,7 +3,9 @@
  * when missing and the tests run as root (the CI machine starts without it), driven by playwright-core.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
 const DEFAULT_PATH = '/usr/bin/chromium';
@@ -49,3 +51,10 @@ export function findChromium(): string {
 export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: findChromium(), headless: true, args: CHROMIUM_ARGS });
 }
+
+/**
+ * Where screenshots go: docs/images when UPDATE_SCREENSHOTS=1 (to refresh the documentation), otherwise a
+ * temp dir, so that running the tests leaves the work tree unchanged.
+ */
+export const SCREENSHOTS =
+  process.env['UPDATE_SCREENSHOTS'] === '1' ? join(import.meta.dirname, '..', '..', 'docs', 'images') : mkdtempSync(join(tmpdir(), 'parley-shots-'));

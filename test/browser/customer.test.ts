@@ -1,7 +1,7 @@
 /**
  * The customer chat page (`/chat/`) in real headless Chromium against an in-process Parley whose pushes
  * reach its own receiver (`[push] customhttp.url = <server>/receiver/push`). The agent side is the agent
- * REST API (AgentClient), so nothing here depends on the desk. Screenshots go to docs/images/customer-*.png.
+ * REST API (AgentClient), so nothing here depends on the desk. Screenshots go to docs/images/customer-*.png with UPDATE_SCREENSHOTS=1.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -10,9 +10,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
-import { launchChromium } from './chromium.ts';
+import { launchChromium, SCREENSHOTS } from './chromium.ts';
 
-const IMAGES = join(import.meta.dirname, '..', '..', 'docs', 'images');
+const IMAGES = SCREENSHOTS;
 
 interface Ev {
   readonly index: number;

@@ -2,17 +2,17 @@
  * The agent desk (`/desk/`) in real headless Chromium against an in-process Parley: sign-in, the live
  * queue, a conversation with a Chat API v2 customer (typing both ways), hold / workbin / wake-up,
  * transfer between two desks, a WebSocket drop with catch-up, and the contact history. Screenshots go
- * to docs/images/desk-*.png.
+ * to docs/images/desk-*.png (with UPDATE_SCREENSHOTS=1).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, ChatClient, openAgentSocket, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
-import { launchChromium } from './chromium.ts';
+import { launchChromium, SCREENSHOTS } from './chromium.ts';
 
 const ASYNC = 'async-support';
-const IMAGES = join(import.meta.dirname, '..', '..', 'docs', 'images');
+const IMAGES = SCREENSHOTS;
 
 let srv: TestServer;
 let browser: Browser;
