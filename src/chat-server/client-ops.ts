@@ -26,6 +26,8 @@ export interface ClientIdentity {
   readonly userId?: string | undefined;
   /** Accepted and ignored: a stale alias is fine, the reply carries the current one. */
   readonly alias?: string | undefined;
+  /** Idempotency key of the call, set by a gateway that may retry it on another node. */
+  readonly requestId?: string | undefined;
 }
 
 export type RequestChatInput = Omit<core.OpenSessionInput, 'chatId' | 'secureKey' | 'userId' | 'alias' | 'serviceName'>;
@@ -118,7 +120,10 @@ export class ClientOps {
       }
       if (op.op === 'fileLimits') return this.limits(entry);
       if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
-      await this.d.sessions.commit(entry, this.wakeOnMessage(entry.session, this.apply(entry.session, op)));
+      // A retry of a call the session already took (its first node died before answering): answer, don't repeat.
+      if (core.alreadyApplied(entry.session, id.requestId)) return reply(entry, position);
+      const change = this.wakeOnMessage(entry.session, this.apply(entry.session, op));
+      await this.d.sessions.commit(entry, core.rememberRequest(change, id.requestId));
       return reply(entry, position);
     });
   }
@@ -210,6 +215,10 @@ export class ClientOps {
     return this.d.sessions.serial(chatId, async (entry) => {
       const s = entry.session;
       authorize(s, serviceName, id);
+      if (core.alreadyApplied(s, id.requestId)) {
+        const known = [...s.files].reverse().find((f) => f.name === file.fileName && f.size === file.bytes.length);
+        return { ...reply(entry, position), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
+      }
       core.assertOpen(s);
       checkUploadAllowed(this.d.fileLimits, s, file.fileName);
       checkUploadSize(this.d.fileLimits, s, file.bytes.length);
@@ -226,7 +235,7 @@ export class ClientOps {
         deleted: false,
         ...(file.description === undefined || file.description === '' ? {} : { description: file.description }),
       };
-      await this.d.sessions.commit(entry, this.wakeOnMessage(s, core.addFile(s, meta, now)), { fileId: meta.fileId, bytes: file.bytes });
+      await this.d.sessions.commit(entry, core.rememberRequest(this.wakeOnMessage(s, core.addFile(s, meta, now)), id.requestId), { fileId: meta.fileId, bytes: file.bytes });
       return { ...reply(entry, position), userData: { 'file-id': meta.fileId } };
     });
   }

@@ -164,7 +164,7 @@ export class LiveSessions {
    * and restored here: its alias becomes this node's.
    */
   private async load(chatId: string): Promise<LiveSession> {
-    const stored = await guard(() => this.store.loadOwned(chatId));
+    let stored = await guard(() => this.store.loadOwned(chatId));
     if (stored === undefined) throw new ParleyError('UNKNOWN_CHAT');
     let epoch = stored.ownership.epoch;
     const from = stored.ownership.owner;
@@ -172,9 +172,15 @@ export class LiveSessions {
       if (stored.session.state !== 'ended' && (await this.ownership.isAlive(from))) {
         throw new ParleyError('NOT_OWNER', undefined, { details: { owner: from } });
       }
-      const claimed = await guard(() => this.store.claimSession(chatId, stored.ownership, this.alias));
+      const expected = stored.ownership;
+      const claimed = await guard(() => this.store.claimSession(chatId, expected, this.alias));
       if (claimed === undefined) throw new ParleyError('NOT_OWNER', 'Another node restored this session first; retry.');
       epoch = claimed.epoch;
+      // The claim waited for the old owner's last transaction: read the session again, as it is now.
+      stored = await guard(() => this.store.loadOwned(chatId));
+      if (stored === undefined || stored.ownership.owner !== this.alias || stored.ownership.epoch !== epoch) {
+        throw new ParleyError('NOT_OWNER', 'The session moved again while it was restored; retry.');
+      }
     }
     const events = await guard(() => this.store.loadEvents(chatId, 1));
     const hit = this.live.get(chatId);

@@ -126,6 +126,8 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
     if (session.state === 'ended') registry.forget(session.chatId);
   });
+  // A cluster node starting again under its app dbid takes a new epoch for what it owns (see renewOwnership).
+  if (opts.loadScope === 'owned') await deps.store.renewOwnership(alias);
   await sessions.loadOpen(opts.loadScope, (session) => t.track(session));
   await push.load();
 

@@ -206,6 +206,20 @@ export function updateData(s: Session, userData: Readonly<Record<string, string>
   return { session: { ...s, userData: { ...s.userData, ...userData }, updatedAt: now }, events: [] };
 }
 
+const RECENT_REQUESTS = 32;
+
+/** Was a request with this idempotency key applied to the session already? */
+export function alreadyApplied(s: Session, requestId: string | undefined): boolean {
+  return requestId !== undefined && (s.recentRequests ?? []).includes(requestId);
+}
+
+/** Records the idempotency key of a request in the change it made (the last 32 are kept). */
+export function rememberRequest(c: Change, requestId: string | undefined): Change {
+  if (requestId === undefined) return c;
+  const recent = [...(c.session.recentRequests ?? []), requestId].slice(-RECENT_REQUESTS);
+  return { session: { ...c.session, recentRequests: recent }, events: c.events };
+}
+
 /** A push subscription on a running session (updateData with the push keys); no transcript event. */
 export function subscribe(s: Session, push: PushState, now: number): Change {
   assertOpen(s);

@@ -129,6 +129,11 @@ export interface Session {
   readonly routing?: { readonly agentId: string; readonly until: number };
   /** The agent who handled the chat last (for routing a woken chat back). */
   readonly lastAgentId?: string;
+  /**
+   * Idempotency keys of the last requests that changed the session (a gateway retrying a call on another
+   * node after a crash must not apply it twice); stored with the change they made.
+   */
+  readonly recentRequests?: readonly string[];
 }
 
 /** A push subscription of the session; `active` once acknowledged (at join with flex-push-on-join). */

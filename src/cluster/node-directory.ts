@@ -43,6 +43,8 @@ export class NodeDirectory {
       if (o === undefined) this.nodes.set(r.appDbid, { record: r, movedAt: now, suspectUntil: 0 });
       else {
         if (o.record.heartbeatAt !== r.heartbeatAt || o.record.pid !== r.pid) o.movedAt = now;
+        // Registered again by a new process: what was suspected of the old one says nothing of it.
+        if (o.record.pid !== r.pid || o.record.url !== r.url || o.record.startedAt !== r.startedAt) o.suspectUntil = 0;
         o.record = r;
       }
     }

@@ -8,13 +8,13 @@ import { request } from 'undici';
 import type { NodeDirectory } from './node-directory.ts';
 
 export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500): (owner: string) => Promise<boolean> {
-  const cache = new Map<string, { at: number; alive: boolean }>();
+  const cache = new Map<string, { at: number; pid: number; alive: boolean }>();
   return async (owner) => {
     if (!directory.isAlive(owner)) return false;
     const node = directory.get(owner);
     if (node === undefined) return false;
     const hit = cache.get(owner);
-    if (hit !== undefined && Date.now() - hit.at < 1000) return hit.alive;
+    if (hit !== undefined && hit.pid === node.pid && Date.now() - hit.at < 1000) return hit.alive;
     let alive = true;
     try {
       const res = await request(`${node.url}/health`, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
@@ -25,7 +25,7 @@ export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500): (owne
       alive = !(code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH');
     }
     if (!alive) directory.suspect(owner, 10_000);
-    cache.set(owner, { at: Date.now(), alive });
+    cache.set(owner, { at: Date.now(), pid: node.pid, alive });
     return alive;
   };
 }

@@ -4,6 +4,7 @@
  * node, which restores the session from the store and answers with its own alias. NOT_OWNER answers are
  * followed to the owner; a node that fails at the transport level is suspected and another one tried.
  */
+import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
 import type { ClientIdentity, ClientOperation, ClientReply, RequestChatInput, UploadInput } from '../chat-server/client-ops.ts';
 import { NODE_RPC_PATH, NODE_TOKEN_HEADER, type NodeCall } from '../chat-server/node-rpc.ts';
@@ -43,7 +44,10 @@ export class RemoteNodeLink implements NodeLink {
     return { meta: r.meta, bytes: Buffer.from(r.base64, 'base64') };
   }
 
-  private async route(alias: string | undefined, call: NodeCall): Promise<unknown> {
+  private async route(alias: string | undefined, first: NodeCall): Promise<unknown> {
+    // One idempotency key for every attempt of this call: a node that restores the session after the first
+    // node committed the call but died before answering sees the key and does not apply it again.
+    const call: NodeCall = 'identity' in first ? ({ ...first, identity: { ...first.identity, requestId: randomUUID() } } as NodeCall) : first;
     const tried = new Set<string>();
     let preferred = alias !== undefined && alias !== '' && this.nodes.isAlive(alias) ? this.nodes.get(alias) : undefined;
     let last: ParleyError = new ParleyError('UNAVAILABLE', 'No chat server node is available.');

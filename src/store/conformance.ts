@@ -221,6 +221,15 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.listOwnedOpenSessions('117')).toEqual([]);
     });
 
+    it('renews the epochs of an owner at start-up, so that a claim based on the old epoch fails', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      await store.renewOwnership('117');
+      expect((await store.loadOwned(c.session.chatId))?.ownership).toEqual({ owner: '117', epoch: 2 });
+      expect(await store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '201')).toBeUndefined();
+      await expect(store.recordChange({ session: c.session, events: [], fence: { owner: '117', epoch: 1 } })).rejects.toMatchObject({ code: 'NOT_OWNER' });
+    });
+
     it('loads the active notifications of one session', async () => {
       const a = subscribed();
       const b = subscribed();

@@ -66,6 +66,11 @@ export interface Store {
    * owned by `newOwner` at epoch + 1, which is returned. Of two nodes racing, exactly one wins.
    */
   claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined>;
+  /**
+   * A node (re)starting under its app dbid bumps the epoch of every open session it owns, so that a claim
+   * decided from what was seen of its previous process fails its compare-and-set.
+   */
+  renewOwnership(owner: string): Promise<void>;
   /** Open sessions owned by this node, oldest first. */
   listOwnedOpenSessions(owner: string): Promise<SessionSummary[]>;
   /** Transcript events with index >= fromIndex, in order. */

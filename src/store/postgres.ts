@@ -394,6 +394,11 @@ class PostgresStore implements Store {
     });
   }
 
+  async renewOwnership(owner: string): Promise<void> {
+    this.assertOpen();
+    await this.query("UPDATE sessions SET epoch = epoch + 1 WHERE owner = $1 AND state <> 'ended'", [owner]);
+  }
+
   async listOwnedOpenSessions(owner: string): Promise<SessionSummary[]> {
     const rows = await this.read<SummaryRow>(
       `SELECT ${SUMMARY_COLUMNS} FROM sessions WHERE owner = $1 AND state <> 'ended' ORDER BY updated_at, chat_id`,

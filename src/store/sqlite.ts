@@ -108,6 +108,7 @@ class SqliteStore implements Store {
       workbin: db.prepare('SELECT doc FROM sessions WHERE workbin_agent = ? ORDER BY updated_at DESC LIMIT ?').pluck(),
       loadOwned: db.prepare('SELECT doc, owner, epoch FROM sessions WHERE chat_id = ?'),
       claim: db.prepare('UPDATE sessions SET owner = ?, epoch = epoch + 1 WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      renew: db.prepare("UPDATE sessions SET epoch = epoch + 1 WHERE owner = ? AND state <> 'ended'"),
       listOwned: db.prepare(
         "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE owner = ? AND state <> 'ended' ORDER BY updated_at",
       ),
@@ -211,6 +212,12 @@ class SqliteStore implements Store {
     this.flush();
     const r = this.stmt.claim.run(newOwner, chatId, expected.owner, expected.epoch);
     return r.changes === 1 ? { owner: newOwner, epoch: expected.epoch + 1 } : undefined;
+  }
+
+  async renewOwnership(owner: string): Promise<void> {
+    this.assertOpen();
+    this.flush();
+    this.stmt.renew.run(owner);
   }
 
   async listOwnedOpenSessions(owner: string): Promise<SessionSummary[]> {
