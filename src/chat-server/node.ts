@@ -93,7 +93,8 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     },
     onRestored(session) {
       timers?.track(session);
-      void push.loadFor(session.chatId);
+      // Only a push-subscribed session can have an outbox to take over.
+      if (session.push !== undefined) void push.loadFor(session.chatId);
     },
   });
   timers = new SessionTimers(

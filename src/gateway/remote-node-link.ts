@@ -50,7 +50,7 @@ export class RemoteNodeLink implements NodeLink {
     const call: NodeCall = 'identity' in first ? ({ ...first, identity: { ...first.identity, requestId: randomUUID() } } as NodeCall) : first;
     const tried = new Set<string>();
     let preferred = alias !== undefined && alias !== '' && this.nodes.isAlive(alias) ? this.nodes.get(alias) : undefined;
-    let last: ParleyError = new ParleyError('UNAVAILABLE', 'No chat server node is available.');
+    let last: ParleyError | undefined;
     for (let i = 0; i < ATTEMPTS; i++) {
       const node = preferred ?? this.nodes.live().find((n) => !tried.has(n.appDbid));
       preferred = undefined;
@@ -71,7 +71,7 @@ export class RemoteNodeLink implements NodeLink {
         throw err;
       }
     }
-    throw last;
+    throw last ?? new ParleyError('UNAVAILABLE', 'No chat server node is available.');
   }
 
   private async call(node: NodeRecord, call: NodeCall): Promise<unknown> {
