@@ -1,10 +1,13 @@
 /**
- * Benchmark runner: `npm run bench [suite]` (default: every suite in order, `core` then `push`).
+ * Benchmark runner: `npm run bench [suite]` (default: every suite in order, `core`, `push`, `pings`, then `ha`).
  *   BENCH_DURATION=<s>   measured seconds per scenario (default 10; 2 with BENCH_QUICK=1)
  *   BENCH_QUICK=1        smoke variant: 1 s warm-up, 2 s measured, results saved as `<suite>-quick`
  *   BENCH_CONNECTIONS=n  concurrent connections (default 100)
  *   BENCH_PUSH_MESSAGES=n  push latency: measured messages (default 2000; 300 with BENCH_QUICK=1)
  *   BENCH_PUSH_SENDERS=n   push throughput: concurrent agent senders (default 64)
+ *   BENCH_PINGS_SESSIONS=n pings: cached sessions (default 100000; 10000 with BENCH_QUICK=1)
+ *   BENCH_HA_SESSIONS=n    ha: sessions restored after the node kill (default 10000; 1000 with BENCH_QUICK=1)
+ *   BENCH_DORMANT_SESSIONS=n dormant: dormant sessions filled and loaded (default 1000000; 50000 with BENCH_QUICK=1)
  * autocannon runs in this process; every server runs in its own child process on 127.0.0.1. Prints a
  * table, writes bench/results/<ISO-date>-<suite>.json and latest-<suite>.json, and exits 1 if any
  * scenario failed or any request did not get a 2xx. Children and temp dirs are removed on every exit path,
@@ -23,11 +26,20 @@ import { parleyRefresh } from './scenarios/parley-refresh.ts';
 import { parleySend } from './scenarios/parley-send.ts';
 import { pushLatency } from './scenarios/push-latency.ts';
 import { pushThroughput } from './scenarios/push-throughput.ts';
+import { pings, pingsSettings } from './scenarios/pings.ts';
+import { comparisonMarkdownTable, comparisonTextTable, hasComparison } from './lib/pings.ts';
+import { haRestore } from './scenarios/ha-restore.ts';
+import { haSends } from './scenarios/ha-sends.ts';
+import { haSettings } from './lib/ha.ts';
+import { dormant, dormantSettings, dormantSettingsLine } from './scenarios/dormant.ts';
 
 /** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
   core: [bare, parleySend, parleyRefresh],
   push: [pushLatency, pushThroughput],
+  pings: [pings],
+  ha: [haRestore, haSends],
+  dormant: [dormant],
 };
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,6 +78,18 @@ function scenarioBudget(s: Scenario, load: LoadSettings): number {
 
 /** Settings a suite records besides the load settings. */
 function suiteSettings(suiteName: string, quick: boolean): Record<string, unknown> {
+  if (suiteName === 'dormant') {
+    const d = dormantSettings();
+    return { dormantSessions: d.sessions, dormantWakeups: d.wakeups, dormantProfile: d.profile };
+  }
+  if (suiteName === 'ha') {
+    const h = haSettings();
+    return { haSessions: h.sessions, haConcurrency: h.concurrency, haCreateConcurrency: h.createConcurrency };
+  }
+  if (suiteName === 'pings') {
+    const p = pingsSettings();
+    return { pingsSessions: p.sessions, pingsCreateCapSeconds: p.createCapSeconds, pingsWindowSeconds: p.windowSeconds, pingsSeed: p.seed };
+  }
   if (suiteName !== 'push') return {};
   return {
     pushMessages: Number(process.env['BENCH_PUSH_MESSAGES'] ?? (quick ? 300 : 2000)),
@@ -133,9 +157,12 @@ async function runSuite(suiteName: string, scenarios: readonly Scenario[], load:
   const m = machine();
   const extraSettings = suiteSettings(suiteName, quick);
   const settingsLine =
-    suiteName === 'push'
+    suiteName === 'dormant' ? dormantSettingsLine() : suiteName === 'push'
       ? `push latency ${String(extraSettings['pushMessages'])} messages one at a time; push throughput ${String(extraSettings['pushSenders'])} senders, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`
-      : `${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured per scenario`;
+      : suiteName === 'pings'
+        ? `${String(extraSettings['pingsSessions'])} sessions; pings over ${String(extraSettings['pingsWindowSeconds'])} simulated s + ${load.durationSeconds} s real time; ` +
+          `short polling ${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`
+        : `${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured per scenario`;
   ctx.log(`suite ${suiteName}${quick ? ' (quick)' : ''}: ${scenarios.map((s) => s.name).join(', ')}`);
   ctx.log(settingsLine);
   ctx.log(`machine: ${machineLine(m)}`);
@@ -169,12 +196,20 @@ async function runSuite(suiteName: string, scenarios: readonly Scenario[], load:
   });
 
   const detailed = rows.filter((r) => r.latencyMs.p90 !== undefined);
+  const compared = hasComparison(rows);
+  const summary = rows.flatMap((r) => {
+    const lines = r.extra?.['summary'];
+    return Array.isArray(lines) ? lines.map(String) : [];
+  });
   const out: string[] = ['', `suite ${suiteName}${quick ? ' (quick)' : ''}`, '', textTable(rows)];
   if (detailed.length > 0) out.push('', latencyTextTable(detailed));
+  if (compared) out.push('', comparisonTextTable(rows));
+  if (summary.length > 0) out.push('', ...summary);
   out.push('', `machine: ${machineLine(m)}`, `${settingsLine}; wall time ${wallSeconds} s`);
   if (warnings.length > 0) out.push('', 'WARNINGS:', ...warnings.map((w) => `  - ${w}`));
   out.push('', 'Markdown:', '', markdownTable(rows));
   if (detailed.length > 0) out.push('', latencyMarkdownTable(detailed));
+  if (compared) out.push('', comparisonMarkdownTable(rows));
   out.push('', `results: ${paths.map((p) => relative(ROOT, p)).join(', ')}`, '');
   process.stdout.write(out.join('\n'));
   return ok;

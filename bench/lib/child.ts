@@ -24,13 +24,20 @@ const STDERR_KEEP = 200;
 export interface SpawnOptions {
   env?: Record<string, string>;
   args?: string[];
+  /** Node options before the script (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow). */
+  nodeArgs?: string[];
   readyTimeoutMs?: number;
   /** Called with every stdout line after `READY` (otherwise stdout after READY is drained and dropped). */
   onStdoutLine?: (line: string) => void;
+  /**
+   * The ready line of a child that does not print `READY <url>` (e.g. `../src/cli.ts`): a pattern whose
+   * group 1 is the URL. Default /^READY (\S+)$/.
+   */
+  readyPattern?: RegExp;
 }
 
 export async function spawnServer(root: string, script: string, opts: SpawnOptions = {}): Promise<ServerChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', script), ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(root, 'bench', script), ...(opts.args ?? [])], {
     cwd: root,
     env: { ...process.env, ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -61,7 +68,7 @@ export async function spawnServer(root: string, script: string, opts: SpawnOptio
     outPartial = lines.pop() ?? '';
     for (const line of lines) {
       if (!ready) {
-        const m = /^READY (\S+)$/.exec(line);
+        const m = (opts.readyPattern ?? /^READY (\S+)$/).exec(line);
         if (m?.[1] !== undefined) {
           ready = true;
           onReady?.(m[1]);

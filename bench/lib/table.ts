@@ -24,7 +24,7 @@ export function cells(row: Row, baseline: Row | undefined): string[] {
     : '0';
   return [
     row.scenario,
-    num(row.reqPerSec, 0),
+    num(row.reqPerSec, row.reqPerSec < 100 ? 1 : 0),
     ms(row.latencyMs.p50),
     ms(row.latencyMs.p99),
     failures,
