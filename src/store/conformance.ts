@@ -202,8 +202,9 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       ]);
       expect(results.filter((r) => r !== undefined)).toHaveLength(1);
       const winner = results.find((r) => r !== undefined);
-      expect((await store.loadOwned(c.session.chatId))?.ownership).toEqual(winner);
-      expect(winner?.epoch).toBe(2);
+      expect((await store.loadOwned(c.session.chatId))?.ownership).toEqual(winner?.ownership);
+      expect(winner?.ownership.epoch).toBe(2);
+      expect(winner?.session).toEqual(c.session);
       expect(await store.claimSession('no-such-chat', { owner: '117', epoch: 1 }, '201')).toBeUndefined();
     });
 

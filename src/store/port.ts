@@ -63,9 +63,10 @@ export interface Store {
   loadOwned(chatId: string): Promise<{ session: Session; ownership: Ownership } | undefined>;
   /**
    * Compare-and-set of the owner: succeeds only if the session is still owned as `expected`; then it is
-   * owned by `newOwner` at epoch + 1, which is returned. Of two nodes racing, exactly one wins.
+   * owned by `newOwner` at epoch + 1, returned with the session as it is once the claim is done (after the
+   * old owner's last transaction). Of two nodes racing, exactly one wins.
    */
-  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined>;
+  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined>;
   /**
    * A node (re)starting under its app dbid bumps the epoch of every open session it owns, so that a claim
    * decided from what was seen of its previous process fails its compare-and-set.

@@ -180,7 +180,7 @@ describe('PostgreSQL store', () => {
       }
       const claim = store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '201');
       await Promise.all(writes);
-      expect(await claim).toEqual({ owner: '201', epoch: 2 });
+      expect((await claim)?.ownership).toEqual({ owner: '201', epoch: 2 });
       expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.index)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
 
       const n0 = pushNotification(s);

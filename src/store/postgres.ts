@@ -379,18 +379,18 @@ class PostgresStore implements Store {
     return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: row.owner, epoch: row.epoch } };
   }
 
-  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined> {
+  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
     if (this.closed) return Promise.reject(closedError());
     // Ordered after every write of this session already issued, like SQLite's flush before a claim.
     return this.order.run([sessionKey(chatId)], async () => {
-      const rows = await this.query<{ epoch: number }>('UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE chat_id = $2 AND owner = $3 AND epoch = $4 RETURNING epoch', [
+      const rows = await this.query<{ epoch: number; doc: string }>('UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE chat_id = $2 AND owner = $3 AND epoch = $4 RETURNING epoch, doc', [
         newOwner,
         chatId,
         expected.owner,
         expected.epoch,
       ]);
       const row = rows[0];
-      return row === undefined ? undefined : { owner: newOwner, epoch: row.epoch };
+      return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: newOwner, epoch: row.epoch } };
     });
   }
 

@@ -206,12 +206,14 @@ class SqliteStore implements Store {
     return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: row.owner, epoch: row.epoch } };
   }
 
-  async claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<Ownership | undefined> {
+  async claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
     this.assertOpen();
     // Flush first, so that the claim is ordered after every write already issued.
     this.flush();
     const r = this.stmt.claim.run(newOwner, chatId, expected.owner, expected.epoch);
-    return r.changes === 1 ? { owner: newOwner, epoch: expected.epoch + 1 } : undefined;
+    if (r.changes !== 1) return undefined;
+    const doc = this.stmt.loadSession.get(chatId) as string;
+    return { session: JSON.parse(doc) as Session, ownership: { owner: newOwner, epoch: expected.epoch + 1 } };
   }
 
   async renewOwnership(owner: string): Promise<void> {
