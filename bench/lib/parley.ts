@@ -111,8 +111,11 @@ export interface ParleyUnderTest {
  */
 export async function startParley(ctx: BenchContext, env: Record<string, string> = {}): Promise<ParleyUnderTest> {
   const dbPath = join(ctx.tempDir('parley-bench-'), 'parley.db');
+  // BENCH_SERVER_CPU_PROF=<dir>: profile the server with node --cpu-prof (the profile is written when it stops).
+  const prof = process.env['BENCH_SERVER_CPU_PROF'];
   const child = await ctx.spawnServer('server-parley.ts', {
     env: { PARLEY_STORE_PATH: dbPath, PARLEY_STORE_SYNCHRONOUS: 'normal', ...env },
+    ...(prof === undefined || prof === '' ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] }),
   });
   return { url: child.url, pid: child.pid, dbPath, logLines: () => child.stderrLines(), stop: () => child.stop() };
 }
