@@ -45,7 +45,10 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
       if (failure === undefined) failure = e;
     };
 
-    bb.on('field', (name, value, info) => {
+    // busboy reports a part without a name as undefined, whatever its type says.
+    bb.on('field', (rawName: string | undefined, value, info) => {
+      const name = rawName ?? '';
+      if (name === '') return fail(new ParleyError('INVALID_PARAMETER', 'A multipart part has no name.'));
       if (info.valueTruncated) return fail(new ParleyError('MESSAGE_TOO_LONG', `Field "${name.slice(0, 64)}" is too long.`));
       try {
         form.add(name, value);
@@ -53,7 +56,10 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
         fail(e as ParleyError);
       }
     });
-    bb.on('file', (name, stream, info) => {
+    bb.on('file', (rawName: string | undefined, stream, info) => {
+      const name = rawName ?? '';
+      // A file stream that breaks (the body ends inside the part) must not become an uncaught error.
+      stream.on('error', () => fail(new ParleyError('INVALID_PARAMETER', 'The multipart body ends inside the file part.')));
       if (name !== 'file') {
         stream.resume();
         return fail(new ParleyError('INVALID_PARAMETER', `Unexpected file part "${name.slice(0, 64)}"; the file part is named "file".`));

@@ -14,7 +14,7 @@
  *   arrives as a push, which is always followed by a refresh: that refresh restores the session elsewhere.
  */
 import type { Clock } from '../clock.ts';
-import type { ChatEvent, ReplyMessage } from '../chat/types.ts';
+import type { ChatEvent } from '../chat/types.ts';
 import { ERROR_CODES, ERRORS, ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DueIndex } from '../chat-server/due-index.ts';
@@ -46,8 +46,13 @@ export interface PushBodyIn {
 const RETRY_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
 const DEDUPE = 10_000;
 
-function isEvent(m: ReplyMessage): m is ChatEvent {
-  return typeof (m as { index?: unknown }).index === 'number';
+/** A transcript event, checked in shape: pushes are input from the network and may hold anything. */
+function isEvent(m: unknown): m is ChatEvent {
+  if (typeof m !== 'object' || m === null) return false;
+  const e = m as { index?: unknown; type?: unknown; from?: unknown };
+  if (typeof e.index !== 'number' || !Number.isInteger(e.index) || typeof e.type !== 'string') return false;
+  const from = e.from as { participantId?: unknown } | null | undefined;
+  return typeof from === 'object' && from !== null && typeof from.participantId === 'number';
 }
 
 /** The shutdown advice of a chat server: the client's own ParticipantLeft with quit-reason-advice=reconnect. */
@@ -195,7 +200,7 @@ export class Receiver {
     const duplicate = id !== undefined && this.seenPushes.has(id);
     if (id !== undefined && !duplicate) this.rememberPush(id);
     if (!duplicate) {
-      const events = Array.isArray(body.data?.messages) ? (body.data.messages as ReplyMessage[]).filter(isEvent) : [];
+      const events = Array.isArray(body.data?.messages) ? (body.data.messages as unknown[]).filter(isEvent) : [];
       this.deliver(s.browserToken, events, body.data?.chatEnded === true);
     }
     this.refresh(s.browserToken);
