@@ -2,7 +2,7 @@
  * The sessions a chat server node holds in memory. Operations on one session run one at a time; a change
  * is applied in memory only after the store committed it, so a failed write changes nothing.
  */
-import type { Notification } from '../chat/notification.ts';
+import { durable, type Notification } from '../chat/notification.ts';
 import { upgradeSession } from '../chat/session.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
@@ -138,7 +138,7 @@ export class LiveSessions {
 
   async create(change: Change): Promise<LiveSession> {
     const outbox = this.outboxFor(change.session, change.events);
-    await guard(() => this.store.createSession({ ...change, outbox }));
+    await guard(() => this.store.createSession({ ...change, outbox: durable(outbox) }));
     const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
     this.account(undefined, entry.session);
@@ -213,7 +213,7 @@ export class LiveSessions {
     const outbox = this.outboxFor(change.session, change.events);
     try {
       await guard(() =>
-        this.store.recordChange({ ...change, outbox, fence: { owner: this.alias, epoch: entry.epoch }, ...(file === undefined ? {} : { file }) }),
+        this.store.recordChange({ ...change, outbox: durable(outbox), fence: { owner: this.alias, epoch: entry.epoch }, ...(file === undefined ? {} : { file }) }),
       );
     } catch (err) {
       // Another node restored the session meanwhile (this one was thought dead): it is theirs now.

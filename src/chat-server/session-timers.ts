@@ -13,7 +13,7 @@ import { applyIdleAction, nextIdleAction, type IdleSettings } from '../chat/idle
 import { clientDisconnect } from '../chat/session.ts';
 import type { Session } from '../chat/types.ts';
 import type { Logger } from '../log.ts';
-import { DueIndex } from './due-index.ts';
+import { DueIndex } from '../lib/due-index.ts';
 import type { LiveSessions } from './live-sessions.ts';
 
 export interface SessionTimerSettings {

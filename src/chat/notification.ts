@@ -129,6 +129,14 @@ function buildNotification(
   };
 }
 
+/**
+ * The notifications worth storing: those that asked for reliable delivery. Without GCTI_GMS_PushResend a
+ * notification is tried once and never resubmitted (the seeds), so a restart has nothing to resend.
+ */
+export function durable(outbox: readonly Notification[]): readonly Notification[] {
+  return outbox.some((n) => !n.subscription.resend) ? outbox.filter((n) => n.subscription.resend) : outbox;
+}
+
 export function isFinal(n: Notification): boolean {
   return n.state === 'acked' || n.state === 'failed' || (n.state === 'delivered' && !n.subscription.resend);
 }

@@ -13,6 +13,7 @@ import {
   acknowledge,
   afterAttempt,
   beforeAttempt,
+  durable,
   isFinal,
   park,
   unpark,
@@ -23,7 +24,7 @@ import {
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store/port.ts';
-import { DueIndex } from '../chat-server/due-index.ts';
+import { DueIndex } from '../lib/due-index.ts';
 import type { GatewayRegistry } from './gateway-registry.ts';
 
 export interface PushEngineDeps {
@@ -220,7 +221,8 @@ export class PushEngine {
     this.persist([n]);
   }
 
-  private persist(ns: readonly Notification[]): void {
+  private persist(all: readonly Notification[]): void {
+    const ns = durable(all);
     if (ns.length === 0) return;
     this.d.store.saveNotifications(ns).catch((err: unknown) => {
       this.d.log.error({ err, count: ns.length }, 'could not store notification state');

@@ -17,7 +17,7 @@ import type { Clock } from '../clock.ts';
 import type { ChatEvent } from '../chat/types.ts';
 import { ERROR_CODES, ERRORS, ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { DueIndex } from '../chat-server/due-index.ts';
+import { DueIndex } from '../lib/due-index.ts';
 import type { CachedSession, TokenCache } from './token-cache.ts';
 import type { ChatReply, GatewayClient } from './gateway-client.ts';
 
