@@ -92,7 +92,14 @@ export class RemoteNodeLink implements NodeLink {
       this.nodes.suspect(node.appDbid);
       throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer.`, { cause: err });
     }
-    const body = JSON.parse(text) as { ok?: unknown; error?: { code: string; message: string; details?: Record<string, unknown> } };
+    let body: { ok?: unknown; error?: { code: string; message: string; details?: Record<string, unknown> } };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // Not a node's answer (a proxy, a dying process): another node may serve the call.
+      this.nodes.suspect(node.appDbid);
+      throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} answered ${status} without JSON.`);
+    }
     if (status === 200 && 'ok' in body) return body.ok;
     const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
     throw new ParleyError(code in ERRORS ? code : 'INTERNAL', body.error?.message, body.error?.details === undefined ? undefined : { details: body.error.details });
