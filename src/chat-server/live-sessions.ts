@@ -119,6 +119,20 @@ export class LiveSessions {
     const list = scope === 'owned' ? await this.store.listOwnedOpenSessions(this.alias) : await this.store.listOpenSessions();
     for (const s of list) {
       try {
+        // A dormant session of this node is parked at once: its transcript is not read at all.
+        if (s.state === 'dormant' && !this.live.has(s.chatId)) {
+          const stored = await guard(() => this.store.loadOwned(s.chatId));
+          if (stored !== undefined && stored.ownership.owner === this.alias && stored.session.state === 'dormant') {
+            const session = upgradeSession(stored.session);
+            onLoaded?.(session);
+            const flex = session.push?.active === true ? 1 : 0;
+            if (!this.parked.has(s.chatId)) {
+              this.parked.set(s.chatId, flex);
+              this.parkedFlex += flex;
+            }
+            continue;
+          }
+        }
         const entry = await this.get(s.chatId);
         onLoaded?.(entry.session);
         this.park(entry);

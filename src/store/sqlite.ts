@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { isFinal, type Notification } from '../chat/notification.ts';
 import type { ChatEvent, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
+import { startCheckpointer, type Checkpointer } from './checkpointer.ts';
 import type { ChangeRecord, NodeRecord, Ownership, SessionSummary, Store } from './port.ts';
 
 export interface SqliteStoreOptions {
@@ -81,7 +82,10 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   db.pragma('busy_timeout = 5000');
   migrate(db);
-  return new SqliteStore(db);
+  // Checkpoints run in a worker thread, not inside a request (see checkpointer.ts).
+  if (opts.path === ':memory:') return new SqliteStore(db);
+  db.pragma('wal_autocheckpoint = 0');
+  return new SqliteStore(db, startCheckpointer(opts.path));
 }
 
 function migrate(db: Database.Database): void {
@@ -100,7 +104,10 @@ class SqliteStore implements Store {
   private closed = false;
   private readonly stmt;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly checkpointer?: Checkpointer,
+  ) {
     this.stmt = {
       insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, workbin_agent, owner, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)'),
       updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ?, workbin_agent = ? WHERE chat_id = ?'),
@@ -287,6 +294,7 @@ class SqliteStore implements Store {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    await this.checkpointer?.stop();
     this.db.close();
   }
 
