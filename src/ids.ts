@@ -34,17 +34,3 @@ export function createRandomIds(): IdSource {
     notificationId: () => `ntf_${randomBytes(12).toString('base64url')}`,
   };
 }
-
-/** Deterministic ids for tests. */
-export function createSequentialIds(prefix = 'T'): IdSource {
-  let n = 0;
-  const next = (w: number) => (++n).toString(16).toUpperCase().padStart(w, '0');
-  return {
-    chatId: () => `${prefix}${next(15)}`.slice(0, 16),
-    userId: () => next(16),
-    secureKey: () => next(20).toLowerCase(),
-    fileId: () => `F${next(11)}`,
-    token: () => `tok${next(20)}`,
-    notificationId: () => `ntf_${next(12)}`,
-  };
-}

@@ -203,14 +203,6 @@ export class ClientOps {
     return { session: s, messages: [notice], nextPosition: s.lastIndex + 1, userData };
   }
 
-  /** Checks the upload before any bytes are read: lets the gateway refuse early. */
-  async precheckUpload(chatId: string, serviceName: string, id: ClientIdentity, fileName: string): Promise<void> {
-    const entry = await this.d.sessions.get(chatId);
-    authorize(entry.session, serviceName, id);
-    core.assertOpen(entry.session);
-    checkUploadAllowed(this.d.fileLimits, entry.session, fileName);
-  }
-
   async upload(chatId: string, serviceName: string, id: ClientIdentity, file: UploadInput, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       const s = entry.session;
