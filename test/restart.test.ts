@@ -3,12 +3,13 @@
  * transcript. One test restarts in-process; the other kills the real `parley start` process with SIGKILL,
  * so every event that was acknowledged to a client must have been committed before its reply.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentClient, BASE_INI, ChatClient, startTestServer, type TestServer } from './helpers.ts';
+import { startChild } from './receiver-helpers.ts';
 
 describe('restart in process', () => {
   let srv: TestServer | undefined;
@@ -57,38 +58,12 @@ describe('restart of the real process after SIGKILL', () => {
     if (dir !== '') rmSync(dir, { recursive: true, force: true });
   });
 
-  async function startCli(configPath: string): Promise<{ proc: ChildProcess; url: string }> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--config', configPath], {
-      env: { ...process.env, PARLEY_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      let err = '';
-      const timer = setTimeout(() => reject(new Error(`parley did not start: ${out}${err}`)), 15_000);
-      proc.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /Chat API v2:\s+(http:\/\/[^/\s]+)/.exec(out);
-        if (m?.[1] !== undefined) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-      proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`parley exited ${code}: ${out}${err}`));
-      });
-    });
-    return { proc, url };
-  }
-
   it('keeps every acknowledged message', async () => {
     dir = mkdtempSync(join(tmpdir(), 'parley-kill-'));
     const ini = join(dir, 'parley.ini');
     writeFileSync(ini, BASE_INI.replace('[http]', `[store]\npath = ${join(dir, 'parley.db')}\n[http]`));
 
-    const first = await startCli(ini);
+    const first = await startChild(ini);
     child = first.proc;
     const c = new ChatClient(first.url);
     await c.start();
@@ -98,7 +73,7 @@ describe('restart of the real process after SIGKILL', () => {
     first.proc.kill('SIGKILL');
     await new Promise((r) => first.proc.once('exit', r));
 
-    const second = await startCli(ini);
+    const second = await startChild(ini);
     child = second.proc;
     const after = new ChatClient(second.url);
     Object.assign(after, { chatId: c.chatId, userId: c.userId, secureKey: c.secureKey, alias: c.alias });
