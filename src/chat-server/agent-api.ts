@@ -49,8 +49,9 @@ function str(body: Record<string, unknown>, key: string, required: boolean): str
   return v;
 }
 
-export function viewJson(v: AgentView, from = 1) {
-  return { chat: summarize(v.session), events: v.events.filter((e) => e.index >= from) };
+export function viewJson(v: AgentView, from = v.from ?? 1) {
+  const first = v.events[0]?.index ?? 1;
+  return { chat: summarize(v.session), events: from <= first ? v.events : v.events.slice(from - first) };
 }
 
 export function createAgentApi(o: AgentApiOptions) {

@@ -49,6 +49,8 @@ export function summarize(s: Session): ChatSummary {
 export interface AgentView {
   readonly session: Session;
   readonly events: readonly ChatEvent[];
+  /** The first index the reply carries (1 = the whole transcript). */
+  readonly from?: number;
 }
 
 export interface Overview {
@@ -186,8 +188,10 @@ export class AgentOps {
     return this.sessions.serial(chatId, async (entry) => {
       core.assertOpen(entry.session);
       const p = core.agentParticipant(entry.session, agent.agentId);
+      // The reply carries only what this action appended: the desk has the rest (and syncs any gap).
+      const from = entry.session.lastIndex + 1;
       await this.sessions.commit(entry, fn(entry.session, p.participantId, this.clock.now()));
-      return view(entry);
+      return { ...view(entry), from };
     });
   }
 }
