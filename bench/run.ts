@@ -5,6 +5,7 @@
  *   BENCH_CONNECTIONS=n  concurrent connections (default 100)
  *   BENCH_PUSH_MESSAGES=n  push latency: measured messages (default 2000; 300 with BENCH_QUICK=1)
  *   BENCH_PUSH_SENDERS=n   push throughput: concurrent agent senders (default 64)
+ *   BENCH_PUSH_RATE=n      push open loop: agent sends issued per second on schedule (default 5000)
  *   BENCH_PINGS_SESSIONS=n pings: cached sessions (default 100000; 10000 with BENCH_QUICK=1)
  *   BENCH_HA_SESSIONS=n    ha: sessions restored after the node kill (default 10000; 1000 with BENCH_QUICK=1)
  *   BENCH_DORMANT_SESSIONS=n dormant: dormant sessions filled and loaded (default 1000000; 50000 with BENCH_QUICK=1)
@@ -26,6 +27,7 @@ import { parleyRefresh } from './scenarios/parley-refresh.ts';
 import { parleySend } from './scenarios/parley-send.ts';
 import { pushLatency } from './scenarios/push-latency.ts';
 import { pushThroughput } from './scenarios/push-throughput.ts';
+import { pushRate, pushRateScenario } from './scenarios/push-rate.ts';
 import { pings, pingsSettings } from './scenarios/pings.ts';
 import { comparisonMarkdownTable, comparisonTextTable, hasComparison } from './lib/pings.ts';
 import { haRestore } from './scenarios/ha-restore.ts';
@@ -36,7 +38,7 @@ import { dormant, dormantSettings, dormantSettingsLine } from './scenarios/dorma
 /** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
   core: [bare, parleySend, parleyRefresh],
-  push: [pushLatency, pushThroughput],
+  push: [pushLatency, pushThroughput, pushRateScenario],
   pings: [pings],
   ha: [haRestore, haSends],
   dormant: [dormant],
@@ -94,6 +96,7 @@ function suiteSettings(suiteName: string, quick: boolean): Record<string, unknow
   return {
     pushMessages: Number(process.env['BENCH_PUSH_MESSAGES'] ?? (quick ? 300 : 2000)),
     pushSenders: Number(process.env['BENCH_PUSH_SENDERS'] ?? 64),
+    pushRate: pushRate(),
   };
 }
 
@@ -158,7 +161,7 @@ async function runSuite(suiteName: string, scenarios: readonly Scenario[], load:
   const extraSettings = suiteSettings(suiteName, quick);
   const settingsLine =
     suiteName === 'dormant' ? dormantSettingsLine() : suiteName === 'push'
-      ? `push latency ${String(extraSettings['pushMessages'])} messages one at a time; push throughput ${String(extraSettings['pushSenders'])} senders, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`
+      ? `push latency ${String(extraSettings['pushMessages'])} messages one at a time; push throughput ${String(extraSettings['pushSenders'])} senders; push open loop ${String(extraSettings['pushRate'])} sends/s; ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`
       : suiteName === 'pings'
         ? `${String(extraSettings['pingsSessions'])} sessions; pings over ${String(extraSettings['pingsWindowSeconds'])} simulated s + ${load.durationSeconds} s real time; ` +
           `short polling ${load.connections} connections, ${load.warmupSeconds} s warm-up (unrecorded) + ${load.durationSeconds} s measured`

@@ -1,0 +1,256 @@
+/**
+ * Push at a fixed rate (open loop): agent sends are issued on a schedule, message j due at
+ * t0 + j / RATE, rotating over CHATS subscribed chats, each issued at (the first scheduler tick after)
+ * its due time whatever the earlier sends' replies; the sends go over an undici Pool of CONNECTIONS
+ * keep-alive connections, and a send due while every connection is busy waits in the pool's queue.
+ * Latency = receive time in the receiver process - scheduled send time, so any queueing in this
+ * process, the server or the push path counts (no coordinated omission, as in bench/lib/open-loop.ts).
+ * Counted over the measured window (after an unrecorded warm-up at the same rate):
+ *   - sends/s: sends issued in the window / window; pushes/s: their notifications received in the window;
+ *   - lost: sends answered 2xx whose notification was not received within 5 s after the end;
+ *   - pass: p99 < 10 ms with RATE >= 5,000/s reached (sends and pushes/s >= 99 % of 5,000) and nothing lost.
+ */
+import { procCpuMs } from '../lib/load.ts';
+import { reportServerLog } from '../lib/parley.ts';
+import { agentSend, latencyStats, pushHealth, round3, setupPush, wallNow, type PushSetup } from '../lib/push.ts';
+import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
+
+export const CHATS = 1000;
+export const CONNECTIONS = 128;
+/** The issue-8 target. */
+export const TARGET_RATE = 5000;
+export const TARGET_P99_MS = 10;
+/** Measured messages not received this long after the end of the sends are lost. */
+const LOST_AFTER_MS = 5_000;
+
+export function pushRate(): number {
+  const raw = process.env['BENCH_PUSH_RATE'];
+  if (raw === undefined || raw.trim() === '') return 5000;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_PUSH_RATE must be a positive number, got "${raw}"`);
+  return n;
+}
+
+interface Phase {
+  /** Text -> scheduled send time (wall ms), every send issued. */
+  readonly scheduled: Map<string, number>;
+  /** Texts of the sends answered 2xx. */
+  readonly ok: Set<string>;
+  readonly replyMs: number[];
+  /** Issue time - scheduled time: how late the scheduler itself was. */
+  readonly issueLagMs: number[];
+  readonly statusCodes: Record<string, number>;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly due: number;
+  readonly issuedInWindow: number;
+  readonly startWall: number;
+  readonly endWall: number;
+  readonly lastReplyBytes: number;
+}
+
+/** Issues `rate * seconds` sends on schedule; resolves once every send has its reply (or error). */
+async function drive(setup: PushSetup, prefix: string, rate: number, seconds: number, start: number): Promise<Phase> {
+  const { pool, chats } = setup;
+  const scheduled = new Map<string, number>();
+  const ok = new Set<string>();
+  const replyMs: number[] = [];
+  const issueLagMs: number[] = [];
+  const statusCodes: Record<string, number> = {};
+  const inFlight: Promise<void>[] = [];
+  let non2xx = 0;
+  let errors = 0;
+  let lastReplyBytes = 0;
+  const total = Math.floor(rate * seconds);
+  const t0 = performance.now();
+  const startWall = performance.timeOrigin + t0;
+  const end = t0 + seconds * 1000;
+  let next = 0;
+  let issuedInWindow = 0;
+
+  const issue = (j: number) => {
+    const chat = chats[(start + j) % chats.length];
+    if (chat === undefined) throw new Error('no chat');
+    const text = `${prefix} ${j}`;
+    const due = startWall + (j * 1000) / rate;
+    const now = wallNow();
+    scheduled.set(text, due);
+    issueLagMs.push(now - due);
+    if (now <= startWall + seconds * 1000) issuedInWindow++;
+    inFlight.push(
+      agentSend(pool, chat, text).then(
+        (r) => {
+          statusCodes[r.status] = (statusCodes[r.status] ?? 0) + 1;
+          lastReplyBytes = r.bytes;
+          if (r.status >= 200 && r.status <= 299) {
+            ok.add(text);
+            replyMs.push(wallNow() - now);
+          } else non2xx++;
+        },
+        () => {
+          errors++;
+        },
+      ),
+    );
+  };
+
+  for (;;) {
+    const now = performance.now();
+    const dueCount = Math.min(total, Math.floor(((now - t0) * rate) / 1000) + 1);
+    while (next < dueCount) issue(next++);
+    if (next >= total || now >= end) break;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  while (next < total) issue(next++);
+  const endWall = startWall + seconds * 1000;
+  await Promise.all(inFlight);
+  return { scheduled, ok, replyMs, issueLagMs, statusCodes, non2xx, errors, due: total, issuedInWindow, startWall, endWall, lastReplyBytes };
+}
+
+/** Waits until every 2xx-answered message of `phase` arrived, at most `ms` after the phase's end. */
+async function drain(setup: PushSetup, phase: Phase, ms: number): Promise<void> {
+  const missing = new Set(phase.ok);
+  const deadline = phase.endWall + ms;
+  for (;;) {
+    for (const t of missing) if (setup.receiver.messages.has(t)) missing.delete(t);
+    if (missing.size === 0 || wallNow() >= deadline) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+export const pushRateScenario: Scenario = {
+  name: 'push-rate',
+  budgetSeconds: (load: LoadSettings) => 150 + load.warmupSeconds + load.durationSeconds + 2 * LOST_AFTER_MS / 1000,
+  async run(ctx: BenchContext): Promise<Row[]> {
+    const rate = pushRate();
+    const setup = await setupPush(ctx, 'push-rate', CHATS, CONNECTIONS);
+    try {
+      const { receiver, server } = setup;
+      const clock = await receiver.clockOffset();
+      ctx.log(
+        `push-rate: Parley ${server.url} (pid ${server.pid}), receiver ${receiver.url} (pid ${receiver.pid}); ${CHATS} chats, ` +
+          `${setup.agents.length} agents, set up in ${setup.setupMs} ms; ${rate} sends/s open loop over ${CONNECTIONS} connections; ` +
+          `receiver clock offset ${clock.offsetMs} ms (rtt ${clock.rttMs} ms)`,
+      );
+
+      let warmLost = 0;
+      let warmupMessages = 0;
+      if (ctx.load.warmupSeconds > 0) {
+        const w = await drive(setup, 'push-rate warm-up', rate, ctx.load.warmupSeconds, 0);
+        warmupMessages = w.scheduled.size;
+        await drain(setup, w, 10_000);
+        for (const t of w.ok) if (!receiver.messages.has(t)) warmLost++;
+        if (warmLost + w.errors + w.non2xx > 0) ctx.warn(`push rate warm-up: ${warmLost} lost, ${w.errors} errors, ${w.non2xx} non-2xx`);
+      }
+      const duplicatesBefore = receiver.duplicates;
+
+      const cpu0 = process.cpuUsage();
+      const server0 = procCpuMs(server.pid);
+      const receiver0 = procCpuMs(receiver.pid);
+      const mono0 = performance.now();
+      const phase = await drive(setup, 'push-rate', rate, ctx.load.durationSeconds, warmupMessages);
+      const wallMs = performance.now() - mono0;
+      const cpu = process.cpuUsage(cpu0);
+      const server1 = procCpuMs(server.pid);
+      const receiver1 = procCpuMs(receiver.pid);
+      const pct = (ms: number) => Math.round((ms / wallMs) * 1000) / 10;
+      const cpuOf = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : pct(b - a));
+
+      await drain(setup, phase, LOST_AFTER_MS);
+      const health = await pushHealth(server.url);
+      const latencies: number[] = [];
+      let inWindow = 0;
+      let lost = 0;
+      let lastReceive = phase.endWall;
+      for (const [text, due] of phase.scheduled) {
+        const r = receiver.messages.get(text);
+        if (r === undefined || r.t > phase.endWall + LOST_AFTER_MS) {
+          if (phase.ok.has(text)) lost++;
+          continue;
+        }
+        latencies.push(r.t - due);
+        if (r.t <= phase.endWall) inWindow++;
+        if (r.t > lastReceive) lastReceive = r.t;
+      }
+      const windowS = (phase.endWall - phase.startWall) / 1000;
+      const s = latencyStats(latencies);
+      const rs = latencyStats(phase.replyMs);
+      const lag = latencyStats(phase.issueLagMs);
+      const sendsPerSec = phase.issuedInWindow / windowS;
+      const pushesPerSec = inWindow / windowS;
+      const rateMet = rate >= TARGET_RATE && sendsPerSec >= 0.99 * TARGET_RATE && pushesPerSec >= 0.99 * TARGET_RATE;
+      const pass = rateMet && lost === 0 && phase.errors === 0 && phase.non2xx === 0 && s.count > 0 && s.p99 < TARGET_P99_MS;
+      const verdict =
+        `issue-8 target (p99 < ${TARGET_P99_MS} ms at >= ${TARGET_RATE} pushes/s): ${pass ? 'PASS' : 'FAIL'} at ${rate}/s offered ` +
+        `(${Math.round(sendsPerSec)} sends/s, ${Math.round(pushesPerSec)} pushes/s, p99 ${s.p99} ms, lost ${lost}` +
+        `${rate < TARGET_RATE ? `; offered rate below the target, p99 ${s.p99 < TARGET_P99_MS ? 'under' : 'over'} ${TARGET_P99_MS} ms` : ''})`;
+
+      if (lost > 0) {
+        ctx.warn(
+          `!! push rate: ${lost} of ${phase.ok.size} notifications LOST (not received within ${LOST_AFTER_MS / 1000} s after the end of the sends); ` +
+            `server outbox depth at that moment: ${String(health['outbox_depth'])}, push counters ${JSON.stringify(health)}`,
+        );
+      }
+      const duplicates = receiver.duplicates - duplicatesBefore;
+      if (duplicates > 0) ctx.warn(`push rate: ${duplicates} duplicate notifications (resends) received`);
+      if (receiver.malformed > 0) ctx.warn(`push rate: ${receiver.malformed} POSTs to the receiver were not push JSON`);
+      const logLines = reportServerLog(ctx, 'push rate', server);
+      const receiverLog = receiver.logLines();
+      if (receiverLog.length > 0) ctx.warn(`push rate: receiver logged ${receiverLog.length} line(s), first: ${receiverLog[0]?.slice(0, 300)}`);
+      ctx.log(
+        `push-rate: ${phase.scheduled.size} sends at ${rate}/s in ${round3(windowS)} s, ${Math.round(pushesPerSec)} pushes/s received in the window, ` +
+          `p50 ${s.p50} ms, p99 ${s.p99} ms, scheduler lag p99 ${lag.p99} ms, lost ${lost}`,
+      );
+      ctx.log(`push-rate: ${verdict}`);
+
+      return [
+        {
+          scenario: `push open loop (${rate}/s)`,
+          description:
+            `agent sends issued on schedule at ${rate}/s over ${CHATS} chats and ${CONNECTIONS} connections (open loop); ` +
+            `req/s = notifications received per second while sending; latency = receive - scheduled send time`,
+          reqPerSec: pushesPerSec,
+          latencyMs: { p50: s.p50, p90: s.p90, p99: s.p99, avg: s.avg, max: s.max },
+          requests: phase.scheduled.size,
+          non2xx: phase.non2xx,
+          errors: phase.errors,
+          timeouts: lost,
+          statusCodes: phase.statusCodes,
+          extra: {
+            rate,
+            connections: CONNECTIONS,
+            chats: CHATS,
+            agents: setup.agents.length,
+            setupMs: setup.setupMs,
+            warmupMessages,
+            warmupLost: warmLost,
+            durationSeconds: round3(windowS),
+            due: phase.due,
+            sendsIssuedInWindow: phase.issuedInWindow,
+            sends2xx: phase.ok.size,
+            sendsPerSec: Math.round(sendsPerSec * 10) / 10,
+            pushesReceivedInWindow: inWindow,
+            pushesReceivedTotal: latencies.length,
+            pushesPerSec: Math.round(pushesPerSec * 10) / 10,
+            lastReceiveMsAfterEnd: Math.max(0, Math.round(lastReceive - phase.endWall)),
+            lost,
+            lostAfterMs: LOST_AFTER_MS,
+            duplicates,
+            pushLatencyMs: s,
+            sendReplyLatencyMs: rs,
+            schedulerLagMs: lag,
+            target: { rate: TARGET_RATE, p99Ms: TARGET_P99_MS, rateMet, pass },
+            summary: [verdict],
+            lastSendReplyBytes: phase.lastReplyBytes,
+            clockCheck: clock,
+            cpuPercent: { loadGenerator: pct((cpu.user + cpu.system) / 1000), server: cpuOf(server0, server1), receiver: cpuOf(receiver0, receiver1) },
+            serverPush: health,
+            serverLogLines: logLines,
+          },
+        },
+      ];
+    } finally {
+      await setup.stop();
+    }
+  },
+};
