@@ -382,7 +382,7 @@ describe('two gateways racing to restore the same session', { timeout: 60_000 },
           const [a, b] = await Promise.all([fullRefresh(chat, 0, victim.alias), fullRefresh(chat, 1, victim.alias)]);
           expect(a.body?.statusCode, a.raw).toBe(0);
           expect(b.body?.statusCode, b.raw).toBe(0);
-          expect(a.body.alias).toBe(b.body.alias);
+          expect(a.body.alias, `${a.raw}\n${b.raw}`).toBe(b.body.alias);
           expect(a.body.alias).not.toBe(victim.alias);
           expectContinues(chat, a, before.get(chat) as Map<number, WireEvent>);
           expectContinues(chat, b, before.get(chat) as Map<number, WireEvent>);

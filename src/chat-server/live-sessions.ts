@@ -14,6 +14,11 @@ export interface LiveSession {
   tail: Promise<unknown>;
   /** This node's ownership epoch of the session (fences every write). */
   epoch: number;
+  /**
+   * Loaded at start-up, before this node could answer its peers: another node may have restored the
+   * session meanwhile. The first use checks the ownership in the store once.
+   */
+  unverified?: boolean;
 }
 
 /** HA: who else may own a session, and what happens when this node restores one. */
@@ -134,6 +139,7 @@ export class LiveSessions {
           }
         }
         const entry = await this.get(s.chatId);
+        entry.unverified = true;
         onLoaded?.(entry.session);
         this.park(entry);
       } catch (err) {
@@ -163,13 +169,25 @@ export class LiveSessions {
   /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
   async get(chatId: string): Promise<LiveSession> {
     const hit = this.live.get(chatId);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit.unverified === true ? this.verify(hit) : hit;
     let pending = this.loading.get(chatId);
     if (pending === undefined) {
       pending = this.load(chatId).finally(() => this.loading.delete(chatId));
       this.loading.set(chatId, pending);
     }
     return pending;
+  }
+
+  /** The first use of a session loaded at start-up: still ours, at our epoch? Otherwise it moved. */
+  private async verify(entry: LiveSession): Promise<LiveSession> {
+    const chatId = entry.session.chatId;
+    const stored = await guard(() => this.store.loadOwned(chatId));
+    if (stored === undefined || stored.ownership.owner !== this.alias || stored.ownership.epoch !== entry.epoch) {
+      this.evict(chatId);
+      throw new ParleyError('NOT_OWNER', undefined, stored === undefined ? undefined : { details: { owner: stored.ownership.owner } });
+    }
+    entry.unverified = false;
+    return entry;
   }
 
   /**
