@@ -5,8 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
-import { sendJson } from '../http/respond.ts';
-import { contentDisposition } from '../http/content-disposition.ts';
+import { sendDownload, sendJson } from '../http/respond.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { summarize, type AgentOps, type AgentView } from './agent-ops.ts';
 
@@ -97,15 +96,7 @@ export function createAgentApi(o: AgentApiOptions) {
       }
       if (parts.length === 4 && parts[2] === 'files' && method === 'GET') {
         const { meta, bytes } = await o.ops.file(agent, chatId, decodePart(parts[3] ?? ''));
-        res.writeHead(200, {
-          'content-type': meta.contentType,
-          'content-length': bytes.length,
-          'content-disposition': contentDisposition(meta.name),
-          'cache-control': 'no-store',
-          'x-content-type-options': 'nosniff',
-        });
-        res.end(bytes);
-        return;
+        return sendDownload(res, meta, bytes);
       }
       if (parts.length !== 3) throw new ParleyError('NOT_FOUND');
       if (method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');

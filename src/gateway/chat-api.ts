@@ -7,10 +7,10 @@ import type { ClientIdentity, ClientOperation } from '../chat-server/client-ops.
 import { parsePosition, type Position } from '../chat/transcript.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
-import { contentDisposition } from '../http/content-disposition.ts';
 import type { Form } from '../http/form.ts';
+import { headerValue } from '../http/headers.ts';
 import { RateLimiter } from '../http/rate-limit.ts';
-import { sendJson } from '../http/respond.ts';
+import { sendDownload, sendJson } from '../http/respond.ts';
 import { errorEnvelope, okEnvelope } from './envelope.ts';
 import type { NodeLink } from './node-link.ts';
 import { readForm, type FormLimits } from './read-form.ts';
@@ -147,15 +147,7 @@ export function createChatApi(o: ChatApiOptions) {
         }
         case 'download': {
           const { meta, bytes } = await o.node.download(route.chatId, route.service, id, route.fileId);
-          res.writeHead(200, {
-            'content-type': meta.contentType,
-            'content-length': bytes.length,
-            'content-disposition': contentDisposition(meta.name),
-            'cache-control': 'no-store',
-            'x-content-type-options': 'nosniff',
-          });
-          res.end(bytes);
-          return;
+          return sendDownload(res, meta, bytes);
         }
       }
     } catch (e) {
@@ -181,13 +173,8 @@ function checkRate(r: ChatApiRateLimits | undefined, client: string, chatId: str
 
 function checkApiKey(req: IncomingMessage, apiKey: string): void {
   if (apiKey === '') return;
-  const given = header(req, 'apikey') ?? header(req, 'x-api-key') ?? '';
+  const given = headerValue(req.headers, 'apikey') ?? headerValue(req.headers, 'x-api-key') ?? '';
   if (!constantTimeEqual(given, apiKey)) throw new ParleyError('API_KEY_REQUIRED');
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 function identity(form: Form): ClientIdentity {

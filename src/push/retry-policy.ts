@@ -3,6 +3,7 @@
  * before the next one. No clock or randomness of its own: `nowMs` and `random` are passed in.
  */
 import type { DeliveryOutcome } from '../chat/notification.ts';
+import { headerValue } from '../http/headers.ts';
 
 export type AttemptResult =
   | { readonly status: number; readonly headers?: Readonly<Record<string, string | readonly string[] | undefined>> }
@@ -17,16 +18,6 @@ export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
 /** Longest reason kept from a transport error string, so that reasons stay loggable. */
 const MAX_REASON = 100;
 
-function header(headers: Readonly<Record<string, string | readonly string[] | undefined>> | undefined, name: string): string | undefined {
-  if (headers === undefined) return undefined;
-  for (const key of Object.keys(headers)) {
-    if (key.toLowerCase() !== name) continue;
-    const v = headers[key];
-    const first = typeof v === 'string' ? v : v?.[0];
-    if (first !== undefined) return first;
-  }
-  return undefined;
-}
 
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 const DAY = '(?:mon|tue|wed|thu|fri|sat|sun)';
@@ -106,7 +97,7 @@ export function classifyAttempt(r: AttemptResult, nowMs: number): AttemptOutcome
   const reason = `HTTP ${status}`;
   if (status === 410) return { kind: 'gone', reason };
   if (status === 429 || status === 503) {
-    const retryAfterMs = parseRetryAfter(header(r.headers, 'retry-after'), nowMs);
+    const retryAfterMs = parseRetryAfter(headerValue(r.headers, 'retry-after'), nowMs);
     return retryAfterMs === undefined ? { kind: 'retry', reason } : { kind: 'retry', reason, retryAfterMs };
   }
   return { kind: 'retry', reason };

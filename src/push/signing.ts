@@ -7,6 +7,7 @@
  * Parley writes and checks only `v1`. Secrets of the form `whsec_<base64>` are base64-decoded;
  * any other secret string is used as its UTF-8 bytes.
  */
+import { headerValue, type HeaderBag } from '../http/headers.ts';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { ParleyError } from '../errors.ts';
 
@@ -53,18 +54,6 @@ export function signWebhook(secret: string, id: string, timestampSec: number, bo
   return { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': `v1,${signature}` };
 }
 
-type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
-
-/** Case-insensitive header lookup; an array value (node's IncomingHttpHeaders) gives its first element. */
-function header(headers: HeaderBag, name: string): string | undefined {
-  for (const key of Object.keys(headers)) {
-    if (key.toLowerCase() !== name) continue;
-    const v = headers[key];
-    const first = typeof v === 'string' ? v : v?.[0];
-    if (first !== undefined) return first;
-  }
-  return undefined;
-}
 
 function invalid(reason: string): ParleyError {
   return new ParleyError('SIGNATURE_INVALID', `Webhook signature invalid: ${reason}.`);
@@ -88,9 +77,9 @@ export function verifyWebhook(
 
   // An interface has no index signature; WebhookHeaders is accepted as well for a direct round trip.
   const bag: HeaderBag = headers as HeaderBag;
-  const id = header(bag, 'webhook-id');
-  const timestamp = header(bag, 'webhook-timestamp');
-  const signatures = header(bag, 'webhook-signature');
+  const id = headerValue(bag, 'webhook-id');
+  const timestamp = headerValue(bag, 'webhook-timestamp');
+  const signatures = headerValue(bag, 'webhook-signature');
   if (id === undefined || id === '') throw invalid('missing webhook-id header');
   if (timestamp === undefined || timestamp === '') throw invalid('missing webhook-timestamp header');
   if (signatures === undefined) throw invalid('missing webhook-signature header');
