@@ -24,8 +24,24 @@ function asset(type: string, body: Buffer): Asset {
   return { type, body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` };
 }
 
-/** Builds `web/<name>`: `index.html`, `app.js` (bundled from app.ts) and `app.css`. */
-export async function buildPage(name: string, root = WEB_ROOT): Promise<Page> {
+const built = new Map<string, Promise<Page>>();
+
+/**
+ * Builds `web/<name>`: `index.html`, `app.js` (bundled from app.ts) and `app.css`. Once per process: the
+ * sources do not change while it runs, and every app started in it (tests start hundreds) shares the build.
+ */
+export function buildPage(name: string, root = WEB_ROOT): Promise<Page> {
+  const key = join(root, name);
+  let page = built.get(key);
+  if (page === undefined) {
+    page = compilePage(name, root);
+    built.set(key, page);
+    page.catch(() => built.delete(key));
+  }
+  return page;
+}
+
+async function compilePage(name: string, root: string): Promise<Page> {
   const dir = join(root, name);
   const out = await build({
     entryPoints: [join(dir, 'app.ts')],
