@@ -18,6 +18,7 @@ import { CHAT_API_PREFIX, createChatApi, rateLimitsFrom } from './gateway/chat-a
 import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
 import { sendJson } from './http/respond.ts';
+import { sendMetrics } from './metrics.ts';
 import { HttpDelivery } from './push/http-delivery.ts';
 import { parseAllowList } from './push/ssrf.ts';
 import { buildPage, servePage, type Page } from './web/assets.ts';
@@ -131,13 +132,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
       void node.kpi.health({ role: mode === 'all' ? 'all' : 'chat-server', accepting: app.accepting, gateway_nodes: node.registry.size, limits: node.admission.state() }).then((b) => sendJson(res, 200, b));
       return;
     }
-    if (path === '/metrics' && get) {
-      void node.metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': node.metrics.registry.contentType });
-        res.end(text);
-      });
-      return;
-    }
+    if (path === '/metrics' && get) return sendMetrics(res, node.metrics);
     req.resume();
     const err = new ParleyError('NOT_FOUND');
     sendJson(res, 404, { error: { code: err.code, message: err.message } });

@@ -1,4 +1,5 @@
 /** Prometheus metrics of one process (prom-client), served at /metrics, and the counters the health endpoint shows. */
+import type { ServerResponse } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
@@ -47,4 +48,12 @@ export async function counterValue(c: Counter<string>, labels: Record<string, st
   const got = await c.get();
   const want = Object.entries(labels);
   return got.values.filter((v) => want.every(([k, val]) => v.labels[k] === val)).reduce((n, v) => n + v.value, 0);
+}
+
+/** Answers GET /metrics in the Prometheus text format. */
+export function sendMetrics(res: ServerResponse, metrics: Pick<Metrics, 'registry'>): void {
+  void metrics.registry.metrics().then((text) => {
+    res.writeHead(200, { 'content-type': metrics.registry.contentType });
+    res.end(text);
+  });
 }

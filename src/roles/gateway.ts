@@ -16,7 +16,7 @@ import { RemoteNodeLink } from '../gateway/remote-node-link.ts';
 import { handleCors } from '../http/cors.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../log.ts';
-import { createMetrics } from '../metrics.ts';
+import { createMetrics, sendMetrics } from '../metrics.ts';
 import { HttpDelivery } from '../push/http-delivery.ts';
 import { parseAllowList } from '../push/ssrf.ts';
 import { openStore } from '../store/open.ts';
@@ -60,13 +60,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
       const nodes = directory.live().map((n) => ({ app_dbid: n.appDbid, pid: n.pid, url: n.url }));
       return sendJson(res, 200, { status: 'ok', role: 'gateway', gateway_id: gatewayId, node_group: config.gateway.nodeGroup, nodes, notification_links: links?.connected ?? 0 });
     }
-    if (url.pathname === '/metrics' && req.method === 'GET') {
-      void metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(text);
-      });
-      return;
-    }
+    if (url.pathname === '/metrics' && req.method === 'GET') return sendMetrics(res, metrics);
     req.resume();
     const err = new ParleyError('NOT_FOUND');
     sendJson(res, 404, { error: { code: err.code, message: err.message } });
