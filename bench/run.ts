@@ -39,6 +39,7 @@ import { dormant, dormantSettings, dormantSettingsLine } from './scenarios/dorma
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
   core: [bare, parleySend, parleyRefresh],
   push: [pushLatency, pushThroughput, pushRateScenario],
+  'push-rate': [pushRateScenario],
   pings: [pings],
   ha: [haRestore, haSends],
   dormant: [dormant],
@@ -92,7 +93,7 @@ function suiteSettings(suiteName: string, quick: boolean): Record<string, unknow
     const p = pingsSettings();
     return { pingsSessions: p.sessions, pingsCreateCapSeconds: p.createCapSeconds, pingsWindowSeconds: p.windowSeconds, pingsSeed: p.seed };
   }
-  if (suiteName !== 'push') return {};
+  if (suiteName !== 'push' && suiteName !== 'push-rate') return {};
   return {
     pushMessages: Number(process.env['BENCH_PUSH_MESSAGES'] ?? (quick ? 300 : 2000)),
     pushSenders: Number(process.env['BENCH_PUSH_SENDERS'] ?? 64),

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { RandomPool } from './lib/random-pool.ts';
 
 /** Randomness, injected so that the pure core never calls it itself. */
 export interface IdSource {
@@ -25,6 +25,8 @@ function base62(bytes: Buffer): string {
 }
 
 export function createRandomIds(): IdSource {
+  const pool = new RandomPool();
+  const randomBytes = (n: number) => pool.take(n);
   return {
     chatId: () => base62(randomBytes(16)),
     userId: () => randomBytes(8).toString('hex').toUpperCase(),

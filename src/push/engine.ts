@@ -51,6 +51,7 @@ export class PushEngine {
   private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
   private kicked = false;
+  private microKicked = false;
   private running = false;
 
   constructor(private readonly d: PushEngineDeps) {}
@@ -102,13 +103,16 @@ export class PushEngine {
     if (found.length > 0) this.kick();
   }
 
-  /** Notifications just committed with their change. */
+  /**
+   * Notifications just committed with their change. Their POSTs start in the same turn of the event
+   * loop (a microtask after the commit), not in the next one: under load a turn lasts milliseconds.
+   */
   add(outbox: readonly Notification[]): void {
     for (const n of outbox) {
       this.track(n);
       this.d.metrics.pushNotifications.inc({ event: 'created' });
     }
-    if (outbox.length > 0) this.kick();
+    if (outbox.length > 0) this.kickNow();
   }
 
   /** A refresh with the session's tokens: every notification of the session not yet final is acknowledged. */
@@ -243,6 +247,15 @@ export class PushEngine {
     const ids = this.byChat.get(n.chatId);
     ids?.delete(n.id);
     if (ids?.size === 0) this.byChat.delete(n.chatId);
+  }
+
+  private kickNow(): void {
+    if (!this.running || this.microKicked) return;
+    this.microKicked = true;
+    queueMicrotask(() => {
+      this.microKicked = false;
+      void this.tick();
+    });
   }
 
   private kick(): void {

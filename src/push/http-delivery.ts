@@ -14,8 +14,16 @@ export interface HttpDeliveryOptions {
   readonly allow: NetworkAllowList;
 }
 
+/** A push URL checked once: where it goes, or refused. */
+type Target = { readonly origin: string; readonly path: string } | 'forbidden';
+
+/** Checked URLs kept (the push URLs of a deployment are a handful; the bound only guards memory). */
+const TARGET_CACHE_SIZE = 1024;
+
 export class HttpDelivery {
   private readonly pools = new Map<string, Pool>();
+  /** URL -> checked target: the URL parse and the allow-list check are done once per URL, not per POST. */
+  private readonly targets = new Map<string, Target>();
   private readonly lookup;
 
   constructor(private readonly o: HttpDeliveryOptions) {
@@ -23,19 +31,12 @@ export class HttpDelivery {
   }
 
   async post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
-    let u: URL;
+    const target = this.target(url);
+    if (target === 'forbidden') return { error: 'EPUSHFORBIDDEN' };
     try {
-      u = new URL(url);
-    } catch {
-      return { error: 'EPUSHFORBIDDEN' };
-    }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return { error: 'EPUSHFORBIDDEN' };
-    const host = u.hostname.replace(/^\[|\]$/g, '');
-    if (isIP(host) !== 0 && !this.o.allow.allows(host)) return { error: 'EPUSHFORBIDDEN' };
-    try {
-      const res = await this.pool(u.origin).request({
+      const res = await this.pool(target.origin).request({
         method: 'POST',
-        path: `${u.pathname}${u.search}`,
+        path: target.path,
         headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
         body,
         headersTimeout: this.o.timeoutMs,
@@ -46,6 +47,15 @@ export class HttpDelivery {
     } catch (err) {
       return { error: errorCode(err) };
     }
+  }
+
+  private target(url: string): Target {
+    let t = this.targets.get(url);
+    if (t !== undefined) return t;
+    t = parseTarget(url, this.o.allow);
+    if (this.targets.size >= TARGET_CACHE_SIZE) this.targets.clear();
+    this.targets.set(url, t);
+    return t;
   }
 
   private pool(origin: string): Pool {
@@ -66,6 +76,20 @@ export class HttpDelivery {
     await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
   }
+}
+
+/** http(s) only; a host written as an IP address must be in the allowed networks (names are checked at lookup). */
+function parseTarget(url: string, allow: NetworkAllowList): Target {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'forbidden';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'forbidden';
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  if (isIP(host) !== 0 && !allow.allows(host)) return 'forbidden';
+  return { origin: u.origin, path: `${u.pathname}${u.search}` };
 }
 
 function errorCode(err: unknown): string {

@@ -1,10 +1,20 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { openSession } from '../chat/session.ts';
+import { agentJoin, openSession, say } from '../chat/session.ts';
 import { describeStoreConformance } from './conformance.ts';
-import { openSqliteStore } from './sqlite.ts';
+import { MIGRATIONS, openSqliteStore } from './sqlite.ts';
+
+function tempDb(name: string): { path: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), `parley-${name}-`));
+  return { path: join(dir, 'store.db'), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function chat(i: number, now = 1000) {
+  return openSession({ chatId: `c${i}`, serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'N', text: 'hello' }, now);
+}
 
 describeStoreConformance('sqlite', () => {
   const dir = mkdtempSync(join(tmpdir(), 'parley-sqlite-'));
@@ -40,6 +50,166 @@ describe('background checkpoints', () => {
     } finally {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the write lock', () => {
+  it('writes wait for a taken write lock without blocking the event loop, then commit in order', async () => {
+    const t = tempDb('lock');
+    const store = openSqliteStore({ path: t.path, synchronous: 'normal' });
+    const other = new Database(t.path);
+    try {
+      const c = chat(1);
+      await store.createSession(c);
+      other.prepare('BEGIN IMMEDIATE').run();
+      const m1 = say(c.session, 1, 'Message', { text: 'one' }, 2000);
+      const m2 = say(m1.session, 1, 'Message', { text: 'two' }, 3000);
+      let settled = 0;
+      const writes = [store.recordChange(m1), store.recordChange(m2)].map((p) => p.finally(() => settled++));
+      // The event loop keeps turning (timers fire, reads are answered) while the writes wait.
+      let ticks = 0;
+      for (let i = 0; i < 20; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        ticks++;
+      }
+      expect(ticks).toBe(20);
+      expect(settled).toBe(0);
+      expect((await store.loadSession(c.session.chatId))?.lastIndex).toBe(c.session.lastIndex);
+      other.prepare('COMMIT').run();
+      await Promise.all(writes);
+      expect((await store.loadEvents(c.session.chatId, 1)).map((e) => (e.type === 'Message' ? e.text : e.type))).toEqual([
+        ...c.events.map((e) => (e.type === 'Message' ? e.text : e.type)),
+        'one',
+        'two',
+      ]);
+    } finally {
+      other.close();
+      await store.close();
+      t.cleanup();
+    }
+  });
+
+  it('writes fail with UNAVAILABLE when the lock stays taken, and the stored data is unchanged', async () => {
+    const t = tempDb('lockfail');
+    const store = openSqliteStore({ path: t.path, synchronous: 'normal', lockWaitMs: 100 });
+    const other = new Database(t.path);
+    try {
+      const c = chat(1);
+      await store.createSession(c);
+      other.prepare('BEGIN IMMEDIATE').run();
+      const m = say(c.session, 1, 'Message', { text: 'lost?' }, 2000);
+      await expect(store.recordChange(m)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      other.prepare('ROLLBACK').run();
+      expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
+      // The store works again once the lock is free.
+      await store.recordChange(m);
+      expect((await store.loadSession(c.session.chatId))?.lastIndex).toBe(m.session.lastIndex);
+    } finally {
+      other.close();
+      await store.close();
+      t.cleanup();
+    }
+  });
+});
+
+describe('schema', () => {
+  it('keeps sessions, events and ownership when a store file of schema 5 is migrated', async () => {
+    const t = tempDb('migrate');
+    try {
+      const old = new Database(t.path);
+      old.pragma('journal_mode = WAL');
+      for (let v = 0; v < 5; v++) {
+        old.exec(MIGRATIONS[v] ?? '');
+        old.pragma(`user_version = ${v + 1}`);
+      }
+      const c = chat(7);
+      const j = agentJoin(c.session, { agentId: 'a1', nickname: 'Bob' }, 2000);
+      const s = j.session;
+      old
+        .prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(s.chatId, s.serviceName, s.state, s.updatedAt, JSON.stringify(s), '202', 4, null);
+      const ins = old.prepare('INSERT INTO events (chat_id, idx, doc) VALUES (?, ?, ?)');
+      for (const e of [...c.events, ...j.events]) ins.run(s.chatId, e.index, JSON.stringify(e));
+      old.close();
+
+      const store = openSqliteStore({ path: t.path, synchronous: 'normal' });
+      try {
+        expect(await store.loadOwned(s.chatId)).toEqual({ session: s, ownership: { owner: '202', epoch: 4 } });
+        expect(await store.loadEvents(s.chatId, 1)).toEqual([...c.events, ...j.events]);
+        expect((await store.listOwnedOpenSessions('202')).map((x) => x.chatId)).toEqual([s.chatId]);
+        const m = say(s, 1, 'Message', { text: 'after the migration' }, 3000);
+        await store.recordChange({ ...m, fence: { owner: '202', epoch: 4 } });
+        expect((await store.loadSession(s.chatId))?.lastIndex).toBe(m.session.lastIndex);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('keeps the indexed state and workbin columns right whether a change keeps or changes them', async () => {
+    const t = tempDb('columns');
+    const store = openSqliteStore({ path: t.path, synchronous: 'normal' });
+    try {
+      const c = chat(1);
+      await store.createSession(c);
+      const m = say(c.session, 1, 'Message', { text: 'same state' }, 2000);
+      await store.recordChange(m);
+      const dormant = { ...m.session, state: 'dormant' as const, workbin: { agentId: 'a1', since: 3000 }, updatedAt: 3000 };
+      await store.recordChange({ session: dormant, events: [] });
+      expect((await store.listWorkbin('a1', 10)).map((s) => s.chatId)).toEqual(['c1']);
+      const woken = { ...dormant, state: 'waiting' as const, updatedAt: 4000 };
+      delete (woken as { workbin?: unknown }).workbin;
+      await store.recordChange({ session: woken, events: [] });
+      expect(await store.listWorkbin('a1', 10)).toEqual([]);
+      const ended = { ...woken, state: 'ended' as const, endedAt: 5000, updatedAt: 5000 };
+      await store.recordChange({ session: ended, events: [] });
+      expect(await store.listOpenSessions()).toEqual([]);
+      expect((await store.loadSession('c1'))?.state).toBe('ended');
+    } finally {
+      await store.close();
+      t.cleanup();
+    }
+  });
+});
+
+describe('WAL restarts', () => {
+  it('restarts the WAL under a steady stream of writes (the worker makes the first write of the new WAL) and loses nothing', async () => {
+    const t = tempDb('restart');
+    const store = openSqliteStore({
+      path: t.path,
+      synchronous: 'normal',
+      checkpoints: { everyMs: 20, restartFrames: 200, catchUpFrames: 100 },
+    });
+    const reader = new Database(t.path, { readonly: true });
+    try {
+      let last = chat(1);
+      await store.createSession(last);
+      let session = last.session;
+      const deadline = Date.now() + 10_000;
+      let restarted: number | undefined;
+      let i = 0;
+      while (Date.now() < deadline && restarted === undefined) {
+        for (let k = 0; k < 20; k++) {
+          const m = say(session, 1, 'Message', { text: `m${i++} ${'x'.repeat(500)}` }, 2000 + i);
+          session = m.session;
+          void store.recordChange(m);
+        }
+        await new Promise((r) => setTimeout(r, 2));
+        restarted = reader.prepare('SELECT at FROM wal_restarts WHERE id = 1').pluck().get() as number | undefined;
+      }
+      expect(restarted).toBeGreaterThan(0);
+      // Everything written before and after the restarts is there.
+      await store.recordChange(say(session, 1, 'Message', { text: 'last' }, 10_000_000));
+      const events = await store.loadEvents('c1', 1);
+      expect(events.map((e) => e.index)).toEqual(events.map((_, n) => n + 1));
+      expect(events.at(-1)).toMatchObject({ type: 'Message', text: 'last' });
+    } finally {
+      reader.close();
+      await store.close();
+      t.cleanup();
     }
   });
 });

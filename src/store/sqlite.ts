@@ -4,6 +4,12 @@
  * Writes are group-committed: every write issued during one event-loop turn goes into one transaction
  * at the next `setImmediate`, and each promise resolves only after that transaction committed. If a batch
  * fails, its writes are retried one by one so that one bad write cannot fail its neighbours.
+ *
+ * The event loop never waits for the write lock. A transaction starts with BEGIN IMMEDIATE on a
+ * connection whose busy timeout is 0; when the lock is taken (the checkpointer's WAL restart holds it for
+ * a few ms), the batch stays queued and is tried again 1 ms later, while requests go on being served.
+ * SQLite's own busy handler would sleep the whole process instead, in steps of 1, 2, 5, 10 ms...
+ * Reads never need that lock in WAL mode.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,15 +17,20 @@ import Database from 'better-sqlite3';
 import { isFinal, type Notification } from '../chat/notification.ts';
 import type { ChatEvent, Session, SessionState } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
-import { startCheckpointer, type Checkpointer } from './checkpointer.ts';
+import { CHECKPOINTER_DEFAULTS, JOURNAL_SIZE_LIMIT, startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.ts';
 import type { ChangeRecord, NodeRecord, Ownership, SessionSummary, Store } from './port.ts';
 
 export interface SqliteStoreOptions {
   readonly path: string;
   readonly synchronous: 'normal' | 'full';
+  /** How long writes wait for a taken write lock before they fail with UNAVAILABLE (default 5 s). */
+  readonly lockWaitMs?: number;
+  /** Checkpointer settings (tests use small ones). */
+  readonly checkpoints?: CheckpointerOptions;
 }
 
-const MIGRATIONS: readonly string[] = [
+/** Schema versions in order (`user_version` = how many ran); exported for the migration test. */
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE sessions (
      chat_id TEXT PRIMARY KEY,
      service TEXT NOT NULL,
@@ -62,12 +73,41 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE sessions ADD COLUMN workbin_agent TEXT;
    UPDATE sessions SET workbin_agent = json_extract(doc, '$.workbin.agentId') WHERE state = 'dormant';
    CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;`,
+  // Fewer pages written per message: a rowid table (a session document over about 1,000 bytes overflowed
+  // the index b-tree of a WITHOUT ROWID table onto a second page) and indexes without updated_at (which
+  // changes with every message, so each index moved an entry on every send). A message now rewrites the
+  // session's table page and adds its event: 2 WAL frames instead of 5.
+  `CREATE TABLE sessions_v6 (
+     chat_id TEXT NOT NULL PRIMARY KEY,
+     service TEXT NOT NULL,
+     state TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     doc TEXT NOT NULL,
+     owner TEXT NOT NULL DEFAULT '',
+     epoch INTEGER NOT NULL DEFAULT 1,
+     workbin_agent TEXT
+   );
+   INSERT INTO sessions_v6 (chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent)
+     SELECT chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent FROM sessions;
+   DROP TABLE sessions;
+   ALTER TABLE sessions_v6 RENAME TO sessions;
+   CREATE INDEX sessions_open ON sessions (state) WHERE state <> 'ended';
+   CREATE INDEX sessions_owner ON sessions (owner) WHERE state <> 'ended';
+   CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;
+   CREATE TABLE wal_restarts (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);`,
 ];
 
 interface PendingWrite {
-  run(): void;
-  resolve(): void;
+  run(): unknown;
+  resolve(value: unknown): void;
   reject(err: unknown): void;
+}
+
+const LOCK_WAIT_MS = 5_000;
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_'));
 }
 
 /** The indexed workbin owner of a dormant session (null otherwise). */
@@ -80,12 +120,16 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   const db = new Database(opts.path);
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${LOCK_WAIT_MS}`);
   migrate(db);
+  // From here on a taken write lock is handled by the write queue, never by sleeping (see above).
+  db.pragma('busy_timeout = 0');
   // Checkpoints run in a worker thread, not inside a request (see checkpointer.ts).
-  if (opts.path === ':memory:') return new SqliteStore(db);
+  const lockWaitMs = opts.lockWaitMs ?? LOCK_WAIT_MS;
+  if (opts.path === ':memory:') return new SqliteStore(db, lockWaitMs);
   db.pragma('wal_autocheckpoint = 0');
-  return new SqliteStore(db, startCheckpointer(opts.path));
+  db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+  return new SqliteStore(db, lockWaitMs, startCheckpointer(opts.path, opts.checkpoints ?? CHECKPOINTER_DEFAULTS));
 }
 
 function migrate(db: Database.Database): void {
@@ -101,23 +145,32 @@ function migrate(db: Database.Database): void {
 class SqliteStore implements Store {
   private pending: PendingWrite[] = [];
   private scheduled = false;
+  /** When the write lock was first found taken by the queued writes (undefined: it was not). */
+  private busySince: number | undefined;
   private closed = false;
   private readonly stmt;
 
   constructor(
     private readonly db: Database.Database,
+    private readonly lockWaitMs: number,
     private readonly checkpointer?: Checkpointer,
   ) {
     this.stmt = {
       insertSession: db.prepare('INSERT INTO sessions (chat_id, service, state, updated_at, doc, workbin_agent, owner, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 1)'),
       updateSession: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ?, workbin_agent = ? WHERE chat_id = ?'),
       updateFenced: db.prepare('UPDATE sessions SET state = ?, updated_at = ?, doc = ?, workbin_agent = ? WHERE chat_id = ? AND owner = ? AND epoch = ?'),
+      // The same when state and workbin agent stay as they are (most changes): no indexed column is set,
+      // so no index is touched. 0 changes when they differ; the full update follows.
+      updateDoc: db.prepare('UPDATE sessions SET updated_at = ?, doc = ? WHERE chat_id = ? AND state = ? AND workbin_agent IS ?'),
+      updateDocFenced: db.prepare(
+        'UPDATE sessions SET updated_at = ?, doc = ? WHERE chat_id = ? AND state = ? AND workbin_agent IS ? AND owner = ? AND epoch = ?',
+      ),
       workbin: db.prepare('SELECT doc FROM sessions WHERE workbin_agent = ? ORDER BY updated_at DESC LIMIT ?').pluck(),
       loadOwned: db.prepare('SELECT doc, owner, epoch FROM sessions WHERE chat_id = ?'),
       claim: db.prepare('UPDATE sessions SET owner = ?, epoch = epoch + 1 WHERE chat_id = ? AND owner = ? AND epoch = ?'),
       renew: db.prepare("UPDATE sessions SET epoch = epoch + 1 WHERE owner = ? AND state <> 'ended'"),
       listOwned: db.prepare(
-        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE owner = ? AND state <> 'ended' ORDER BY updated_at",
+        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE owner = ? AND state <> 'ended' ORDER BY updated_at, chat_id",
       ),
       activeFor: db.prepare('SELECT doc FROM notifications WHERE chat_id = ? AND active = 1').pluck(),
       upsertNode: db.prepare(
@@ -131,7 +184,7 @@ class SqliteStore implements Store {
       loadSession: db.prepare('SELECT doc FROM sessions WHERE chat_id = ?').pluck(),
       loadEvents: db.prepare('SELECT doc FROM events WHERE chat_id = ? AND idx >= ? ORDER BY idx').pluck(),
       listOpen: db.prepare(
-        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE state <> 'ended' ORDER BY updated_at",
+        "SELECT chat_id AS chatId, service AS serviceName, state, updated_at AS updatedAt FROM sessions WHERE state <> 'ended' ORDER BY updated_at, chat_id",
       ),
       insertFile: db.prepare('INSERT INTO files (chat_id, file_id, bytes) VALUES (?, ?, ?)'),
       loadFile: db.prepare('SELECT bytes FROM files WHERE chat_id = ? AND file_id = ?').pluck(),
@@ -154,10 +207,18 @@ class SqliteStore implements Store {
     return this.write(() => {
       const s = c.session;
       const doc = JSON.stringify(s);
-      const r =
-        c.fence === undefined
-          ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, workbinAgent(s), s.chatId)
-          : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, workbinAgent(s), s.chatId, c.fence.owner, c.fence.epoch);
+      const wb = workbinAgent(s);
+      const f = c.fence;
+      let r =
+        f === undefined
+          ? this.stmt.updateDoc.run(s.updatedAt, doc, s.chatId, s.state, wb)
+          : this.stmt.updateDocFenced.run(s.updatedAt, doc, s.chatId, s.state, wb, f.owner, f.epoch);
+      if (r.changes !== 1) {
+        r =
+          f === undefined
+            ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, wb, s.chatId)
+            : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, wb, s.chatId, f.owner, f.epoch);
+      }
       if (r.changes !== 1) {
         if (c.fence !== undefined && this.stmt.loadSession.get(s.chatId) !== undefined) {
           throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
@@ -213,20 +274,20 @@ class SqliteStore implements Store {
     return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: row.owner, epoch: row.epoch } };
   }
 
-  async claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
-    this.assertOpen();
-    // Flush first, so that the claim is ordered after every write already issued.
-    this.flush();
-    const r = this.stmt.claim.run(newOwner, chatId, expected.owner, expected.epoch);
-    if (r.changes !== 1) return undefined;
-    const doc = this.stmt.loadSession.get(chatId) as string;
-    return { session: JSON.parse(doc) as Session, ownership: { owner: newOwner, epoch: expected.epoch + 1 } };
+  /** A claim is queued like every write, so it is ordered after every write already issued. */
+  claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
+    return this.write(() => {
+      const r = this.stmt.claim.run(newOwner, chatId, expected.owner, expected.epoch);
+      if (r.changes !== 1) return undefined;
+      const doc = this.stmt.loadSession.get(chatId) as string;
+      return { session: JSON.parse(doc) as Session, ownership: { owner: newOwner, epoch: expected.epoch + 1 } };
+    });
   }
 
-  async renewOwnership(owner: string): Promise<void> {
-    this.assertOpen();
-    this.flush();
-    this.stmt.renew.run(owner);
+  renewOwnership(owner: string): Promise<void> {
+    return this.write(() => {
+      this.stmt.renew.run(owner);
+    });
   }
 
   async listOwnedOpenSessions(owner: string): Promise<SessionSummary[]> {
@@ -239,14 +300,16 @@ class SqliteStore implements Store {
     return (this.stmt.activeFor.all(chatId) as string[]).map((d) => JSON.parse(d) as Notification);
   }
 
-  async registerNode(n: NodeRecord): Promise<void> {
-    this.assertOpen();
-    this.stmt.upsertNode.run(n.appDbid, n.pid, n.url, n.startedAt, n.heartbeatAt);
+  registerNode(n: NodeRecord): Promise<void> {
+    return this.write(() => {
+      this.stmt.upsertNode.run(n.appDbid, n.pid, n.url, n.startedAt, n.heartbeatAt);
+    });
   }
 
-  async heartbeat(appDbid: string, at: number): Promise<void> {
-    this.assertOpen();
-    this.stmt.heartbeat.run(at, appDbid);
+  heartbeat(appDbid: string, at: number): Promise<void> {
+    return this.write(() => {
+      this.stmt.heartbeat.run(at, appDbid);
+    });
   }
 
   async listNodes(): Promise<NodeRecord[]> {
@@ -254,9 +317,10 @@ class SqliteStore implements Store {
     return this.stmt.listNodes.all() as NodeRecord[];
   }
 
-  async removeNode(appDbid: string): Promise<void> {
-    this.assertOpen();
-    this.stmt.removeNode.run(appDbid);
+  removeNode(appDbid: string): Promise<void> {
+    return this.write(() => {
+      this.stmt.removeNode.run(appDbid);
+    });
   }
 
   async loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]> {
@@ -292,8 +356,11 @@ class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // The last writes may wait for the lock (blocking is fine now), then whatever could not be written fails.
+    this.db.pragma(`busy_timeout = ${this.lockWaitMs}`);
     this.flush();
     this.closed = true;
+    for (const w of this.pending.splice(0)) w.reject(new ParleyError('UNAVAILABLE', 'The store is closed.'));
     await this.checkpointer?.stop();
     this.db.close();
   }
@@ -302,10 +369,10 @@ class SqliteStore implements Store {
     if (this.closed) throw new ParleyError('UNAVAILABLE', 'The store is closed.');
   }
 
-  private write(run: () => void): Promise<void> {
+  private write<T>(run: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new ParleyError('UNAVAILABLE', 'The store is closed.'));
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ run, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ run, resolve: resolve as (value: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -313,25 +380,53 @@ class SqliteStore implements Store {
     });
   }
 
+  /** Commits every queued write: in one transaction, or one by one when the batch fails. */
   private flush(): void {
     this.scheduled = false;
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
+    let results: unknown[];
     try {
-      this.db.transaction(() => {
-        for (const w of batch) w.run();
-      })();
-      for (const w of batch) w.resolve();
-    } catch {
-      for (const w of batch) {
-        try {
-          this.db.transaction(() => w.run())();
-          w.resolve();
-        } catch (err) {
-          w.reject(err);
-        }
+      results = this.db.transaction(() => batch.map((w) => w.run())).immediate();
+    } catch (err) {
+      if (isBusy(err)) return this.waitForLock(batch);
+      return this.flushOneByOne(batch);
+    }
+    this.busySince = undefined;
+    batch.forEach((w, i) => w.resolve(results[i]));
+  }
+
+  private flushOneByOne(batch: readonly PendingWrite[]): void {
+    for (let i = 0; i < batch.length; i++) {
+      const w = batch[i] as PendingWrite;
+      let result: unknown;
+      try {
+        result = this.db.transaction(() => w.run()).immediate();
+      } catch (err) {
+        if (isBusy(err)) return this.waitForLock(batch.slice(i));
+        w.reject(err);
+        continue;
       }
+      w.resolve(result);
+    }
+    this.busySince = undefined;
+  }
+
+  /** The write lock is taken: `batch` goes back to the head of the queue and is tried again shortly. */
+  private waitForLock(batch: readonly PendingWrite[]): void {
+    const now = Date.now();
+    this.busySince ??= now;
+    if (now - this.busySince > this.lockWaitMs) {
+      this.busySince = undefined;
+      const failed = [...batch, ...this.pending.splice(0)];
+      for (const w of failed) w.reject(new ParleyError('UNAVAILABLE', `The store's write lock was taken for over ${this.lockWaitMs} ms.`));
+      return;
+    }
+    this.pending = [...batch, ...this.pending];
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => this.flush(), 1);
     }
   }
 }
