@@ -56,6 +56,10 @@ export interface OpenLoopResult {
   readonly latencyFromSchedule: LatencyStats;
   /** Response time from the moment the request was written to its connection. */
   readonly latencyFromSend: LatencyStats;
+  /** Write time - scheduled time: how late requests went out (the client's own lateness and waits for a free connection). */
+  readonly sendLagFromSchedule: LatencyStats;
+  /** Wall-clock time (ms, `performance.timeOrigin` based) of t0: request j was due at startWall + j * 1000 / rate. */
+  readonly startWall: number;
   /** Responses per second, one value per second of the window. */
   readonly perSecond: readonly number[];
   readonly replyBytes: number;
@@ -82,7 +86,17 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 export async function openLoop(
   base: string,
   encoded: readonly Buffer[],
-  opts: { rate: number; seconds: number; connections: number; start: number; drainMs: number; serverPid?: number; onWindowEnd?: () => void },
+  opts: {
+    rate: number;
+    seconds: number;
+    connections: number;
+    start: number;
+    drainMs: number;
+    serverPid?: number;
+    onWindowEnd?: () => void;
+    /** Called with each reply: request j (0-based in this run) and its status. */
+    onReply?: (j: number, status: number) => void;
+  },
 ): Promise<OpenLoopResult> {
   const u = new URL(base);
   if (u.hostname !== '127.0.0.1') throw new Error(`benchmark traffic goes to 127.0.0.1 only, not ${u.hostname}`);
@@ -92,6 +106,7 @@ export async function openLoop(
   const windowMs = opts.seconds * 1000;
   const fromSchedule: number[] = [];
   const fromSend: number[] = [];
+  const sendLag: number[] = [];
   const perSecond = new Array<number>(Math.ceil(opts.seconds)).fill(0);
   const statusCodes: Record<string, number> = {};
   let non2xx = 0;
@@ -116,6 +131,7 @@ export async function openLoop(
     const j = nextToSend++;
     c.job = j;
     c.sentAt = performance.now();
+    sendLag.push(c.sentAt - dueAt(j));
     if (c.sentAt <= end) sentInWindow++;
     c.socket.write(encoded[(opts.start + j) % n] as Buffer);
   };
@@ -133,6 +149,7 @@ export async function openLoop(
     statusCodes[c.status] = (statusCodes[c.status] ?? 0) + 1;
     if (c.status < 200 || c.status > 299) non2xx++;
     replyBytes = c.bodyBytes;
+    opts.onReply?.(j, c.status);
     fromSchedule.push(done - dueAt(j));
     fromSend.push(done - c.sentAt);
     if (done <= end) {
@@ -253,6 +270,8 @@ export async function openLoop(
     errors,
     latencyFromSchedule: latencyStats(fromSchedule),
     latencyFromSend: latencyStats(fromSend),
+    sendLagFromSchedule: latencyStats(sendLag),
+    startWall: performance.timeOrigin + t0,
     perSecond,
     replyBytes,
     cpuPercent: {

@@ -1,8 +1,9 @@
 /**
  * Push at a fixed rate (open loop): agent sends are issued on a schedule, message j due at
  * t0 + j / RATE, rotating over CHATS subscribed chats, each issued at (the first scheduler tick after)
- * its due time whatever the earlier sends' replies; the sends go over an undici Pool of CONNECTIONS
- * keep-alive connections, and a send due while every connection is busy waits in the pool's queue.
+ * its due time whatever the earlier sends' replies; the sends go over CONNECTIONS keep-alive connections
+ * of the light open-loop client (bench/lib/open-loop.ts), and a send due while every connection is busy
+ * waits in the client, in order.
  * Latency = receive time in the receiver process - scheduled send time, so any queueing in this
  * process, the server or the push path counts (no coordinated omission, as in bench/lib/open-loop.ts).
  * Counted over the measured window (after an unrecorded warm-up at the same rate):
@@ -12,7 +13,8 @@
  */
 import { procCpuMs } from '../lib/load.ts';
 import { reportServerLog } from '../lib/parley.ts';
-import { agentSend, latencyStats, pushHealth, round3, setupPush, wallNow, type PushSetup } from '../lib/push.ts';
+import { openLoop } from '../lib/open-loop.ts';
+import { latencyStats, pushHealth, round3, setupPush, wallNow, type LatencyStats, type PushSetup } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
 
 export const CHATS = 1000;
@@ -36,9 +38,10 @@ interface Phase {
   readonly scheduled: Map<string, number>;
   /** Texts of the sends answered 2xx. */
   readonly ok: Set<string>;
-  readonly replyMs: number[];
-  /** Issue time - scheduled time: how late the scheduler itself was. */
-  readonly issueLagMs: number[];
+  /** Write of the send to its connection -> its reply. */
+  readonly replyLatency: LatencyStats;
+  /** Write time - scheduled time: how late the client itself was (or waited for a free connection). */
+  readonly issueLag: LatencyStats;
   readonly statusCodes: Record<string, number>;
   readonly non2xx: number;
   readonly errors: number;
@@ -49,62 +52,70 @@ interface Phase {
   readonly lastReplyBytes: number;
 }
 
-/** Issues `rate * seconds` sends on schedule; resolves once every send has its reply (or error). */
-async function drive(setup: PushSetup, prefix: string, rate: number, seconds: number, start: number): Promise<Phase> {
-  const { pool, chats } = setup;
-  const scheduled = new Map<string, number>();
-  const ok = new Set<string>();
-  const replyMs: number[] = [];
-  const issueLagMs: number[] = [];
-  const statusCodes: Record<string, number> = {};
-  const inFlight: Promise<void>[] = [];
-  let non2xx = 0;
-  let errors = 0;
-  let lastReplyBytes = 0;
-  const total = Math.floor(rate * seconds);
-  const t0 = performance.now();
-  const startWall = performance.timeOrigin + t0;
-  const end = t0 + seconds * 1000;
-  let next = 0;
-  let issuedInWindow = 0;
-
-  const issue = (j: number) => {
-    const chat = chats[(start + j) % chats.length];
+/** Every send of a phase as the bytes of one HTTP/1.1 agent `send` (JSON body, bearer token), message j to chat (start + j). */
+function encodeSends(base: string, setup: PushSetup, prefix: string, count: number, start: number): { encoded: Buffer[]; texts: string[] } {
+  const u = new URL(base);
+  if (u.hostname !== '127.0.0.1') throw new Error(`benchmark traffic goes to 127.0.0.1 only, not ${u.hostname}`);
+  const encoded: Buffer[] = [];
+  const texts: string[] = [];
+  for (let j = 0; j < count; j++) {
+    const chat = setup.chats[(start + j) % setup.chats.length];
     if (chat === undefined) throw new Error('no chat');
     const text = `${prefix} ${j}`;
-    const due = startWall + (j * 1000) / rate;
-    const now = wallNow();
-    scheduled.set(text, due);
-    issueLagMs.push(now - due);
-    if (now <= startWall + seconds * 1000) issuedInWindow++;
-    inFlight.push(
-      agentSend(pool, chat, text).then(
-        (r) => {
-          statusCodes[r.status] = (statusCodes[r.status] ?? 0) + 1;
-          lastReplyBytes = r.bytes;
-          if (r.status >= 200 && r.status <= 299) {
-            ok.add(text);
-            replyMs.push(wallNow() - now);
-          } else non2xx++;
-        },
-        () => {
-          errors++;
-        },
+    const body = JSON.stringify({ text });
+    texts.push(text);
+    encoded.push(
+      Buffer.from(
+        `POST /agent/api/chats/${encodeURIComponent(chat.chatId)}/send HTTP/1.1\r\nhost: ${u.host}\r\n` +
+          `authorization: Bearer ${chat.agent.token}\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       ),
     );
-  };
-
-  for (;;) {
-    const now = performance.now();
-    const dueCount = Math.min(total, Math.floor(((now - t0) * rate) / 1000) + 1);
-    while (next < dueCount) issue(next++);
-    if (next >= total || now >= end) break;
-    await new Promise((resolve) => setTimeout(resolve, 1));
   }
-  while (next < total) issue(next++);
-  const endWall = startWall + seconds * 1000;
-  await Promise.all(inFlight);
-  return { scheduled, ok, replyMs, issueLagMs, statusCodes, non2xx, errors, due: total, issuedInWindow, startWall, endWall, lastReplyBytes };
+  return { encoded, texts };
+}
+
+/**
+ * Issues `rate * seconds` sends on schedule with the light open-loop client of bench/lib/open-loop.ts (raw
+ * keep-alive sockets, requests encoded up front): on a 2-core machine shared with the server, an undici
+ * client took a third of a core at 5,000/s and its own event-loop lateness showed as push latency.
+ * Resolves once every send has its reply (or error).
+ */
+async function drive(setup: PushSetup, prefix: string, rate: number, seconds: number, start: number): Promise<Phase> {
+  const total = Math.floor(rate * seconds);
+  const { encoded, texts } = encodeSends(setup.server.url, setup, prefix, total, start);
+  const status = new Int16Array(total);
+  const r = await openLoop(setup.server.url, encoded, {
+    rate,
+    seconds,
+    connections: CONNECTIONS,
+    start: 0,
+    drainMs: 10_000,
+    onReply: (j, code) => {
+      status[j] = code;
+    },
+  });
+  const scheduled = new Map<string, number>();
+  const ok = new Set<string>();
+  texts.forEach((text, j) => {
+    scheduled.set(text, r.startWall + (j * 1000) / rate);
+    const code = status[j] ?? 0;
+    if (code >= 200 && code <= 299) ok.add(text);
+  });
+  return {
+    scheduled,
+    ok,
+    replyLatency: r.latencyFromSend,
+    issueLag: r.sendLagFromSchedule,
+    statusCodes: r.statusCodes,
+    non2xx: r.non2xx,
+    errors: r.errors + r.unanswered,
+    due: total,
+    issuedInWindow: r.sentInWindow,
+    startWall: r.startWall,
+    endWall: r.startWall + seconds * 1000,
+    lastReplyBytes: r.replyBytes,
+  };
 }
 
 /** Waits until every 2xx-answered message of `phase` arrived, at most `ms` after the phase's end. */
@@ -174,8 +185,8 @@ export const pushRateScenario: Scenario = {
       }
       const windowS = (phase.endWall - phase.startWall) / 1000;
       const s = latencyStats(latencies);
-      const rs = latencyStats(phase.replyMs);
-      const lag = latencyStats(phase.issueLagMs);
+      const rs = phase.replyLatency;
+      const lag = phase.issueLag;
       const sendsPerSec = phase.issuedInWindow / windowS;
       const pushesPerSec = inWindow / windowS;
       const rateMet = rate >= TARGET_RATE && sendsPerSec >= 0.99 * TARGET_RATE && pushesPerSec >= 0.99 * TARGET_RATE;
