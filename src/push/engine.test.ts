@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { agentJoin, openSession, say } from '../chat/session.ts';
+import { notificationFor, type Notification } from '../chat/notification.ts';
+import type { Session } from '../chat/types.ts';
+import { silentLogger } from '../log.ts';
+import { createMetrics } from '../metrics.ts';
+import type { Store } from '../store/port.ts';
+import { PushEngine } from './engine.ts';
+import { GatewayRegistry } from './gateway-registry.ts';
+
+function notification(id: string): Notification {
+  const c = openSession({ chatId: `c-${id}`, serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'N', text: 'hi' }, 1000);
+  const j = agentJoin(c.session, { agentId: 'a', nickname: 'Bob' }, 2000);
+  const m = say(j.session, 2, 'Message', { text: 'hello' }, 3000);
+  const sub = { nodeGroup: 'g', deviceId: 'd', deviceType: 'customhttp', notifyRequestor: false, debug: false, resend: false } as const;
+  const session: Session = { ...m.session, push: { active: true, subscription: sub } };
+  const n = notificationFor(session, m.events, { id, now: 3000, content: ['session-id'] });
+  if (n === undefined) throw new Error('no notification');
+  return n;
+}
+
+describe('PushEngine', () => {
+  it('starts the POST of a committed notification in the same turn of the event loop, not in the next one', async () => {
+    const store = { saveNotifications: async () => undefined, loadActiveNotifications: async () => [] } as unknown as Store;
+    const registry = new GatewayRegistry();
+    const delivered: string[] = [];
+    registry.register({
+      nodeId: 'gw1',
+      group: 'g',
+      deliver: async (n) => {
+        delivered.push(n.id);
+        return { kind: 'delivered' } as never;
+      },
+    });
+    const engine = new PushEngine({
+      store,
+      clock: { now: () => 3000 },
+      registry,
+      policy: { resendDelayMs: 1000, resendAttempts: 1, backoffMs: () => 100 },
+      maxInFlight: 8,
+      log: silentLogger,
+      metrics: createMetrics(),
+    });
+    engine.run();
+    try {
+      let immediateRan = false;
+      setImmediate(() => {
+        immediateRan = true;
+      });
+      engine.add([notification('n1'), notification('n2')]);
+      // Microtasks only: the POSTs have started before any setImmediate callback (the next turn's check phase).
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+      expect(delivered).toEqual(['n1', 'n2']);
+      expect(immediateRan).toBe(false);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
