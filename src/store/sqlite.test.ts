@@ -114,12 +114,12 @@ describe('the write lock', () => {
 });
 
 describe('schema', () => {
-  it('keeps sessions, events and ownership when a store file of schema 5 is migrated', async () => {
+  it('keeps sessions, events and ownership when a store file of schema 4 is migrated', async () => {
     const t = tempDb('migrate');
     try {
       const old = new Database(t.path);
       old.pragma('journal_mode = WAL');
-      for (let v = 0; v < 5; v++) {
+      for (let v = 0; v < 4; v++) {
         old.exec(MIGRATIONS[v] ?? '');
         old.pragma(`user_version = ${v + 1}`);
       }

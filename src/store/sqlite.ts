@@ -77,7 +77,7 @@ export const MIGRATIONS: readonly string[] = [
   // the index b-tree of a WITHOUT ROWID table onto a second page) and indexes without updated_at (which
   // changes with every message, so each index moved an entry on every send). A message now rewrites the
   // session's table page and adds its event: 2 WAL frames instead of 5.
-  `CREATE TABLE sessions_v6 (
+  `CREATE TABLE sessions_v5 (
      chat_id TEXT NOT NULL PRIMARY KEY,
      service TEXT NOT NULL,
      state TEXT NOT NULL,
@@ -87,10 +87,10 @@ export const MIGRATIONS: readonly string[] = [
      epoch INTEGER NOT NULL DEFAULT 1,
      workbin_agent TEXT
    );
-   INSERT INTO sessions_v6 (chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent)
+   INSERT INTO sessions_v5 (chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent)
      SELECT chat_id, service, state, updated_at, doc, owner, epoch, workbin_agent FROM sessions;
    DROP TABLE sessions;
-   ALTER TABLE sessions_v6 RENAME TO sessions;
+   ALTER TABLE sessions_v5 RENAME TO sessions;
    CREATE INDEX sessions_open ON sessions (state) WHERE state <> 'ended';
    CREATE INDEX sessions_owner ON sessions (owner) WHERE state <> 'ended';
    CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;
