@@ -103,7 +103,8 @@ function suiteSettings(suiteName: string, quick: boolean): Record<string, unknow
 
 async function main(): Promise<number> {
   const requested = process.argv[2];
-  const suiteNames = requested === undefined ? Object.keys(SUITES) : [requested];
+  // push-rate is the open-loop scenario of push alone: not run twice by a plain `npm run bench`.
+  const suiteNames = requested === undefined ? Object.keys(SUITES).filter((n) => n !== 'push-rate') : [requested];
   for (const name of suiteNames) {
     if (SUITES[name] === undefined) {
       process.stderr.write(`bench: unknown suite "${name}" (known: ${Object.keys(SUITES).join(', ')})\n`);
