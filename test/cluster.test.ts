@@ -96,8 +96,9 @@ function fullRefresh(chat: ClusterChat, gw: number, alias = chat.alias, withinMs
 }
 
 /**
- * Fault injection in PostgreSQL: a deferred trigger on the events table sleeps at COMMIT while
- * `test_fault.commit_delay_ms` > 0, so that a node can be killed while its COMMIT is on the way. (The server
+ * Fault injection in PostgreSQL: a deferred trigger on the events table sleeps at COMMIT (the end of a
+ * send's single autocommit statement) while `test_fault.commit_delay_ms` > 0, so that a node can be killed
+ * while its COMMIT is on the way. (The server
  * finishes a COMMIT whose client is gone: client_connection_check_interval is 0.)
  */
 async function slowCommits(): Promise<{ set(ms: number): Promise<void>; committing(): Promise<number>; remove(): Promise<void> }> {
@@ -120,7 +121,10 @@ async function slowCommits(): Promise<{ set(ms: number): Promise<void>; committi
       await c.sql('UPDATE test_fault SET commit_delay_ms = $1 WHERE id = 1', [ms]);
     },
     async committing() {
-      const rows = await c.sql<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query ILIKE 'commit%'`);
+      // A send is one autocommit statement (the store's RECORD_CHANGE), so its commit runs inside it.
+      const rows = await c.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND (query ILIKE 'commit%' OR query ILIKE '%INSERT INTO events%')`,
+      );
       return rows[0]?.n ?? 0;
     },
     async remove() {

@@ -222,6 +222,19 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.listOwnedOpenSessions('117')).toEqual([]);
     });
 
+    it('fences first: an old owner whose events no longer follow the stored ones gets NOT_OWNER, and nothing is written', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      await store.claimSession(c.session.chatId, { owner: '117', epoch: 1 }, '201');
+      const theirs = say(c.session, 1, 'Message', { text: 'from the new owner' }, 2000);
+      await store.recordChange({ ...theirs, fence: { owner: '201', epoch: 2 } });
+      // The old owner still holds the session as it was: its next event has the index the new owner used.
+      const stale = say(c.session, 1, 'Message', { text: 'from the old owner' }, 2500);
+      await expect(store.recordChange({ ...stale, fence: { owner: '117', epoch: 1 } })).rejects.toMatchObject({ code: 'NOT_OWNER' });
+      expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.text ?? e.type)).toEqual(['ParticipantJoined', 'hello', 'from the new owner']);
+      expect(await store.loadSession(c.session.chatId)).toEqual(theirs.session);
+    });
+
     it('renews the epochs of an owner at start-up, so that a claim based on the old epoch fails', async () => {
       const c = newSession();
       await store.createSession(c);

@@ -130,7 +130,7 @@ describe('PostgreSQL store', () => {
       const stores = await Promise.all([open(schema), open(schema), open(schema), open(schema)]);
       const again = await open(schema);
       const versions = await admin.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.parley_migrations ORDER BY version`);
-      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
       const c = newSession();
       await stores[0]?.createSession(c);
       expect(await stores[3]?.loadSession(c.session.chatId)).toEqual(c.session);

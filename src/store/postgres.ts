@@ -89,7 +89,63 @@ const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] 
       CREATE INDEX sessions_workbin ON sessions (workbin_agent, updated_at) WHERE workbin_agent IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    // Lets a single statement fail itself (and so change nothing) when a check inside it fails.
+    sql: `
+      CREATE FUNCTION parley_fail(message text) RETURNS boolean LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = message;
+      END $$;
+    `,
+  },
 ];
+
+/**
+ * A change in one statement, so one round trip instead of five (BEGIN, UPDATE, SELECT max(idx), INSERT,
+ * COMMIT): the fenced session update, the events (checked to follow the stored ones, else the statement
+ * fails and nothing is written), the file and the outbox. A single statement is atomic by itself.
+ * Data-modifying CTEs always run to completion; the events, file and outbox go in only if the session
+ * row was updated. Parameters: $1 state, $2 updated_at, $3 doc, $4 workbin agent, $5 chat id, $6 owner
+ * and $7 epoch of the fence (null: none), $8 event indexes, $9 event docs, $10 file id, $11 file bytes,
+ * $12-$15 outbox ids, chat ids, active flags, docs.
+ */
+const RECORD_CHANGE = `
+  WITH s AS (
+    UPDATE sessions SET state = $1, updated_at = $2, doc = $3, workbin_agent = $4
+    WHERE chat_id = $5 AND ($6::text IS NULL OR (owner = $6 AND epoch = $7::integer))
+    RETURNING chat_id
+  ), last AS (
+    SELECT coalesce(max(idx), 0) AS m FROM events WHERE chat_id = $5
+  ), ev AS (
+    INSERT INTO events (chat_id, idx, doc)
+    SELECT $5, e.i, e.d FROM unnest($8::integer[], $9::text[]) WITH ORDINALITY AS e (i, d, n)
+    WHERE CASE
+      WHEN NOT EXISTS (SELECT 1 FROM s) THEN false
+      WHEN e.n > 1 OR e.i = (SELECT m FROM last) + 1 THEN true
+      ELSE parley_fail('event index ' || e.i || ' does not follow ' || (SELECT m FROM last) || ' in ' || $5)
+    END
+    RETURNING 1
+  ), f AS (
+    INSERT INTO files (chat_id, file_id, bytes) SELECT $5, $10, $11 FROM s WHERE $10::text IS NOT NULL
+    RETURNING 1
+  ), o AS (
+    INSERT INTO notifications (id, chat_id, active, doc)
+    SELECT * FROM unnest($12::text[], $13::text[], $14::boolean[], $15::text[]) WHERE EXISTS (SELECT 1 FROM s)
+    ON CONFLICT (id) DO UPDATE SET chat_id = excluded.chat_id, active = excluded.active, doc = excluded.doc
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM s)::integer AS updated, EXISTS (SELECT 1 FROM sessions WHERE chat_id = $5) AS known`;
+
+/** Of notifications with the same id, the last one given (an upsert of all must not name an id twice). */
+function latestById(notifications: readonly Notification[]): Notification[] {
+  const byId = new Map<string, Notification>();
+  for (const n of notifications) {
+    byId.delete(n.id);
+    byId.set(n.id, n);
+  }
+  return [...byId.values()];
+}
 
 /** First key of the migration advisory lock ("prly"); the second is the hash of the schema name. */
 const MIGRATION_LOCK = 0x70726c79;
@@ -293,28 +349,40 @@ class PostgresStore implements Store {
   }
 
   recordChange(c: ChangeRecord): Promise<void> {
-    return this.write(this.keysOf(c), async (db) => {
+    if (this.closed) return Promise.reject(closedError());
+    return this.order.run(this.keysOf(c), async () => {
       const s = c.session;
-      const doc = JSON.stringify(s);
-      const r =
-        c.fence === undefined
-          ? await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3, workbin_agent = $5 WHERE chat_id = $4', [s.state, s.updatedAt, doc, s.chatId, workbinAgent(s)])
-          : await db.query('UPDATE sessions SET state = $1, updated_at = $2, doc = $3, workbin_agent = $7 WHERE chat_id = $4 AND owner = $5 AND epoch = $6', [
-              s.state,
-              s.updatedAt,
-              doc,
-              s.chatId,
-              c.fence.owner,
-              c.fence.epoch,
-              workbinAgent(s),
-            ]);
-      if (r.rowCount !== 1) {
-        if (c.fence !== undefined && (await db.query('SELECT 1 FROM sessions WHERE chat_id = $1', [s.chatId])).rowCount === 1) {
-          throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
-        }
-        throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
+      const outbox = latestById(c.outbox ?? []);
+      let rows: Array<{ updated: number; known: boolean }>;
+      try {
+        rows = await this.query<{ updated: number; known: boolean }>({ name: 'parley_record_change', text: RECORD_CHANGE }, [
+          s.state,
+          s.updatedAt,
+          JSON.stringify(s),
+          workbinAgent(s),
+          s.chatId,
+          c.fence?.owner ?? null,
+          c.fence?.epoch ?? null,
+          c.events.map((e) => e.index),
+          c.events.map((e) => JSON.stringify(e)),
+          c.file?.fileId ?? null,
+          c.file?.bytes ?? null,
+          outbox.map((n) => n.id),
+          outbox.map((n) => n.chatId),
+          outbox.map((n) => !isFinal(n)),
+          outbox.map((n) => JSON.stringify(n)),
+        ]);
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        if (e.code === 'P0001' && typeof e.message === 'string') throw new ParleyError('INTERNAL', e.message);
+        throw err;
       }
-      await this.applyRest(db, c);
+      const r = rows[0];
+      if (r?.updated === 1) return;
+      if (c.fence !== undefined && r?.known === true) {
+        throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
+      }
+      throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
     });
   }
 
@@ -353,12 +421,7 @@ class PostgresStore implements Store {
 
   /** Upsert by id; of one id given twice, the later state wins (as written one by one). */
   private async upsertNotifications(db: pg.PoolClient, notifications: readonly Notification[]): Promise<void> {
-    const byId = new Map<string, Notification>();
-    for (const n of notifications) {
-      byId.delete(n.id);
-      byId.set(n.id, n);
-    }
-    const list = [...byId.values()];
+    const list = latestById(notifications);
     await db.query(
       `INSERT INTO notifications (id, chat_id, active, doc)
        SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
@@ -492,9 +555,14 @@ class PostgresStore implements Store {
   }
 
   /** One statement on any pooled connection; a broken connection leaves the pool. */
-  private async query<R extends pg.QueryResultRow>(sql: string, params: readonly unknown[]): Promise<R[]> {
+  /** `sql` may be a named statement ({ name, text }): each connection then parses and plans it once. */
+  private async query<R extends pg.QueryResultRow>(sql: string | { readonly name: string; readonly text: string }, params: readonly unknown[]): Promise<R[]> {
     try {
-      return (await this.pool.query<R>(sql, params as unknown[])).rows;
+      const rows =
+        typeof sql === 'string'
+          ? (await this.pool.query<R>(sql, params as unknown[])).rows
+          : (await this.pool.query<R>({ name: sql.name, text: sql.text, values: params as unknown[] })).rows;
+      return rows;
     } catch (err) {
       throw wrap(err);
     }
