@@ -330,7 +330,15 @@ class PostgresStore implements Store {
   private closed = false;
   private readonly order = new KeyedOrder();
 
+  private readonly statementNames = new Map<string, string>();
+
   constructor(private readonly pool: pg.Pool) {}
+
+  private statementName(text: string): string {
+    let name = this.statementNames.get(text);
+    if (name === undefined) this.statementNames.set(text, (name = `parley_${this.statementNames.size + 1}`));
+    return name;
+  }
 
   createSession(c: ChangeRecord): Promise<void> {
     return this.write(this.keysOf(c), async (db) => {
@@ -554,15 +562,15 @@ class PostgresStore implements Store {
     return this.query<R>(sql, params);
   }
 
-  /** One statement on any pooled connection; a broken connection leaves the pool. */
-  /** `sql` may be a named statement ({ name, text }): each connection then parses and plans it once. */
+  /**
+   * One statement on any pooled connection; a broken connection leaves the pool. Every statement text is
+   * sent as a named prepared statement, so each connection parses and plans it once (the texts are all
+   * constants of this file).
+   */
   private async query<R extends pg.QueryResultRow>(sql: string | { readonly name: string; readonly text: string }, params: readonly unknown[]): Promise<R[]> {
     try {
-      const rows =
-        typeof sql === 'string'
-          ? (await this.pool.query<R>(sql, params as unknown[])).rows
-          : (await this.pool.query<R>({ name: sql.name, text: sql.text, values: params as unknown[] })).rows;
-      return rows;
+      const named = typeof sql === 'string' ? { name: this.statementName(sql), text: sql } : sql;
+      return (await this.pool.query<R>({ name: named.name, text: named.text, values: params as unknown[] })).rows;
     } catch (err) {
       throw wrap(err);
     }
