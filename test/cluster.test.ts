@@ -8,11 +8,13 @@
  * sessions after `heal()`: a node that died in an earlier test is replaced by one with a fresh app dbid
  * (204, ...), so that there are always 3 running.
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentPool,
   canonical,
   ClusterChat,
+  gatewayHealth,
   indexProblems,
   isEnvelope,
   messageCounts,
@@ -551,5 +553,63 @@ describe('a stale alias', { timeout: 60_000 }, () => {
     const told = { alias: r.body.alias as string, sent: messageCounts(r.body.messages as WireEvent[]).get(text) ?? 0 };
     expect(told, r.raw).toEqual({ alias: sent.body.alias as string, sent: 1 });
     expectContinues(stayed, r, stayed.events);
+  });
+});
+
+describe('a chat server node cut off from its peers and from the store', { timeout: 60_000 }, () => {
+  it('stops answering from memory once its ownership lease lapses: its agent gets NOT_OWNER, not a stale transcript', async () => {
+    const c = cluster();
+    const agents = new AgentPool();
+    const chats = await startChats(6, 'lease');
+    const victim = busiest(chats);
+    const chat = victim.chats[0] as ClusterChat;
+    const agent = await agents.at(await c.nodeUrl(victim.alias));
+    expect((await agent.accept(chat.chatId)).status).toBe(200);
+    // The partition: peers reach the victim's registered address no more (a black hole that never answers,
+    // so their health probe times out and they go by its heartbeat), and its heartbeats fail in the store.
+    // Its own agent still reaches it.
+    const held = new Set<Socket>();
+    const hole = createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => hole.listen(0, '127.0.0.1', resolve));
+    const [row] = await c.sql<{ url: string }>('SELECT url FROM nodes WHERE app_dbid = $1', [victim.alias]);
+    await c.sql('UPDATE nodes SET url = $1 WHERE app_dbid = $2', [`http://127.0.0.1:${(hole.address() as AddressInfo).port}`, victim.alias]);
+    await c.sql(`
+      CREATE OR REPLACE FUNCTION test_no_heartbeat() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'heartbeat blocked by the test'; END $$;
+      DROP TRIGGER IF EXISTS test_no_heartbeat ON nodes;
+      CREATE TRIGGER test_no_heartbeat BEFORE UPDATE ON nodes FOR EACH ROW
+        WHEN (OLD.app_dbid = '${victim.alias}') EXECUTE FUNCTION test_no_heartbeat();`);
+    try {
+      // The gateways judge it dead after dead-after (3 s) ...
+      await waitUntil(
+        async () => {
+          for (const i of [0, 1]) if ((await gatewayHealth(c.gateway(i))).nodes.some((n) => n.app_dbid === victim.alias)) return false;
+          return true;
+        },
+        `the gateways to give up on ${victim.alias}`,
+        15_000,
+        200,
+      );
+      // ... so the customer's next send goes to another node, which restores the session there.
+      const text = `after the partition ${chat.deviceId}`;
+      const r = await chat.retry(0, 'send', { message: text }, { withinMs: 20_000 });
+      expect(r.body?.statusCode, r.raw).toBe(0);
+      expect(r.body.alias).not.toBe(victim.alias);
+      // The victim still holds the session in memory, without that message. Its lease (dead-after minus one
+      // heartbeat interval, 2 s) has lapsed, so it asks the store, learns that the session moved, and says so.
+      const view = await agent.call('GET', `chats/${encodeURIComponent(chat.chatId)}`);
+      expect(view.status, JSON.stringify(view.body)).toBe(409);
+      expect(JSON.stringify(view.body)).not.toContain(text);
+    } finally {
+      await c.sql('DROP TRIGGER IF EXISTS test_no_heartbeat ON nodes');
+      if (row !== undefined) await c.sql('UPDATE nodes SET url = $1 WHERE app_dbid = $2', [row.url, victim.alias]);
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => hole.close(resolve));
+    }
+    // The partition heals: its heartbeats move again and the gateways list it again.
+    await c.waitForGateways();
   });
 });

@@ -25,6 +25,11 @@ export interface LiveSession {
 export interface Ownership {
   /** Is that node alive (registered with a fresh heartbeat)? A single node: only itself. */
   isAlive(owner: string): Promise<boolean>;
+  /**
+   * Is this node's own ownership lease current (see cluster/lease.ts)? While it is not, a session held in
+   * memory is checked against the store at every use. Absent: always (a single node).
+   */
+  leaseValid?(): boolean;
   /** Adjusts a session this node just restored from a dead node (before it is used). */
   restore?(session: Session, from: string): Session;
   /** A session owned by a dead node was claimed by this one. */
@@ -169,7 +174,7 @@ export class LiveSessions {
   /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
   async get(chatId: string): Promise<LiveSession> {
     const hit = this.live.get(chatId);
-    if (hit !== undefined) return hit.unverified === true ? this.verify(hit) : hit;
+    if (hit !== undefined) return hit.unverified === true || this.ownership.leaseValid?.() === false ? this.verify(hit) : hit;
     let pending = this.loading.get(chatId);
     if (pending === undefined) {
       pending = this.load(chatId).finally(() => this.loading.delete(chatId));
@@ -178,7 +183,10 @@ export class LiveSessions {
     return pending;
   }
 
-  /** The first use of a session loaded at start-up: still ours, at our epoch? Otherwise it moved. */
+  /**
+   * The first use of a session loaded at start-up, or any use while the lease has lapsed: still ours, at
+   * our epoch? Otherwise it moved, and this node forgets it.
+   */
   private async verify(entry: LiveSession): Promise<LiveSession> {
     const chatId = entry.session.chatId;
     const stored = await guard(() => this.store.loadOwned(chatId));

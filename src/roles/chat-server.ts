@@ -6,6 +6,7 @@
  */
 import { buildApp, type App } from '../app.ts';
 import { systemClock, type Clock } from '../clock.ts';
+import { OwnershipLease } from '../cluster/lease.ts';
 import { NodeDirectory } from '../cluster/node-directory.ts';
 import { probingIsAlive } from '../cluster/owner-probe.ts';
 import type { Config } from '../config/catalogue.ts';
@@ -29,17 +30,32 @@ export async function startChatServer(config: Config, opts: { log: Logger; clock
   const directory = new NodeDirectory(store, clock, { deadAfterMs: config.node.deadAfterMs, pollMs: 1000 }, log);
   await directory.refresh();
   directory.run();
+  const lease = OwnershipLease.forCluster(clock, config.node.deadAfterMs, config.node.heartbeatIntervalMs);
+  let lapsed = false;
+  const leaseValid = (): boolean => {
+    const valid = lease.valid();
+    if (!valid && !lapsed) log.warn({ leaseMs: lease.leaseMs }, 'ownership lease lapsed (no heartbeat reached the store): sessions are checked against the store before use');
+    if (valid && lapsed) log.info({ leaseMs: lease.leaseMs }, 'ownership lease renewed');
+    lapsed = !valid;
+    return valid;
+  };
   const app = await buildApp(
     config,
     { store, clock, ids: createRandomIds(), log },
-    { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory) },
+    { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory), leaseValid },
   );
   const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
   const url = config.node.url === '' ? http.url : config.node.url;
   const me = config.node.appDbid;
-  await store.registerNode({ appDbid: me, pid: process.pid, url, startedAt: app.node.kpi.startedAt, heartbeatAt: clock.now() });
+  const registeredAt = clock.now();
+  await store.registerNode({ appDbid: me, pid: process.pid, url, startedAt: app.node.kpi.startedAt, heartbeatAt: registeredAt });
+  lease.renewed(registeredAt);
   const beat = setInterval(() => {
-    store.heartbeat(me, clock.now()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'heartbeat failed'));
+    const at = clock.now();
+    store.heartbeat(me, at).then(
+      () => lease.renewed(at),
+      (err: unknown) => log.warn({ err: (err as Error).message }, 'heartbeat failed'),
+    );
   }, config.node.heartbeatIntervalMs);
   beat.unref();
   log.info({ url, pid: process.pid }, 'chat server node registered');

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { OwnershipLease } from './lease.ts';
+
+describe('OwnershipLease', () => {
+  it('is not valid before the first heartbeat', () => {
+    const lease = new OwnershipLease({ now: () => 1000 }, 8000);
+    expect(lease.valid()).toBe(false);
+  });
+
+  it('holds for leaseMs after the start of the last heartbeat that reached the store, then lapses', () => {
+    let now = 0;
+    const lease = new OwnershipLease({ now: () => now }, 8000);
+    lease.renewed(0);
+    now = 8000;
+    expect(lease.valid()).toBe(true);
+    now = 8001;
+    expect(lease.valid()).toBe(false);
+    lease.renewed(7000);
+    expect(lease.valid()).toBe(true);
+  });
+
+  it('counts from when a heartbeat started, and a late answer to an older one does not move it back', () => {
+    let now = 0;
+    const lease = new OwnershipLease({ now: () => now }, 8000);
+    lease.renewed(5000);
+    lease.renewed(2000);
+    now = 13_000;
+    expect(lease.valid()).toBe(true);
+    now = 13_001;
+    expect(lease.valid()).toBe(false);
+  });
+
+  it('leaves one heartbeat interval of margin before dead-after, and at least one interval', () => {
+    expect(OwnershipLease.forCluster({ now: () => 0 }, 10_000, 2000).leaseMs).toBe(8000);
+    expect(OwnershipLease.forCluster({ now: () => 0 }, 3000, 2000).leaseMs).toBe(2000);
+  });
+});

@@ -1,0 +1,36 @@
+/**
+ * This node's ownership lease: how long its sessions are surely its own without asking the store.
+ *
+ * Peers judge a node dead when its heartbeat has not moved for `dead-after` (on their clocks, from when
+ * they saw it move, which is never before it was written), and only then restore its sessions. So for
+ * `dead-after` after a heartbeat this node wrote, no peer can have taken a session from it; the lease
+ * keeps a heartbeat interval of margin. Once the lease lapses (the store unreachable, the process stalled),
+ * a session held in memory is checked against the store before it is used, so that a node cut off from
+ * its peers never answers from a transcript another node has moved on with.
+ */
+import type { Clock } from '../clock.ts';
+
+export class OwnershipLease {
+  /** When the last heartbeat that reached the store was started (-Infinity: none yet). */
+  private since = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly clock: Clock,
+    /** How long after a successful heartbeat the lease holds. */
+    readonly leaseMs: number,
+  ) {}
+
+  /** `dead-after` minus one heartbeat interval of margin, at least one interval. */
+  static forCluster(clock: Clock, deadAfterMs: number, heartbeatIntervalMs: number): OwnershipLease {
+    return new OwnershipLease(clock, Math.max(heartbeatIntervalMs, deadAfterMs - heartbeatIntervalMs));
+  }
+
+  /** A heartbeat (or the registration) started at `startedAt` reached the store. */
+  renewed(startedAt: number): void {
+    if (startedAt > this.since) this.since = startedAt;
+  }
+
+  valid(): boolean {
+    return this.clock.now() - this.since <= this.leaseMs;
+  }
+}
