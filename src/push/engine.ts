@@ -50,8 +50,7 @@ export class PushEngine {
   /** Ids due later, by nextAttemptAt (entries are checked against the notification when popped). */
   private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
-  private kicked = false;
-  private microKicked = false;
+  private readonly pendingKicks = new Set<'microtask' | 'immediate'>();
   private running = false;
 
   constructor(private readonly d: PushEngineDeps) {}
@@ -112,7 +111,7 @@ export class PushEngine {
       this.track(n);
       this.d.metrics.pushNotifications.inc({ event: 'created' });
     }
-    if (outbox.length > 0) this.kickNow();
+    if (outbox.length > 0) this.kick(true);
   }
 
   /** A refresh with the session's tokens: every notification of the session not yet final is acknowledged. */
@@ -249,21 +248,20 @@ export class PushEngine {
     if (ids?.size === 0) this.byChat.delete(n.chatId);
   }
 
-  private kickNow(): void {
-    if (!this.running || this.microKicked) return;
-    this.microKicked = true;
-    queueMicrotask(() => {
-      this.microKicked = false;
+  /**
+   * A tick soon: in this turn of the event loop (a microtask, for notifications just committed) or in the
+   * next one (setImmediate, after a finished POST, so that I/O goes first). At most one of each is pending.
+   */
+  private kick(inThisTurn = false): void {
+    if (!this.running) return;
+    const pending = inThisTurn ? 'microtask' : 'immediate';
+    if (this.pendingKicks.has(pending)) return;
+    this.pendingKicks.add(pending);
+    const run = () => {
+      this.pendingKicks.delete(pending);
       void this.tick();
-    });
-  }
-
-  private kick(): void {
-    if (!this.running || this.kicked) return;
-    this.kicked = true;
-    setImmediate(() => {
-      this.kicked = false;
-      void this.tick();
-    });
+    };
+    if (inThisTurn) queueMicrotask(run);
+    else setImmediate(run);
   }
 }
