@@ -12,6 +12,7 @@ import { createLogger } from '../src/log.ts';
 import { startAll } from '../src/roles/start.ts';
 import { exitWithParent } from './lib/child.ts';
 import { BENCH_SERVICE } from './lib/parley.ts';
+import { watchStalls } from './lib/stalls.ts';
 
 const BENCH_INI = `
 [node]
@@ -38,6 +39,9 @@ async function main(): Promise<void> {
       : loadConfigFile(file, process.env);
   const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'warn', destination: process.stderr });
   const running = await startAll(config, { log });
+  // BENCH_SERVER_STALLS=<file>: event-loop stalls and GC pauses, for the tail analysis (bench/lib/stalls.ts).
+  const stalls = process.env['BENCH_SERVER_STALLS'];
+  if (stalls !== undefined && stalls !== '') watchStalls(stalls);
   process.stdout.write(`READY ${running.url}\n`);
   exitWithParent(() => running.close());
 }

@@ -197,7 +197,7 @@ export interface PushChat extends BenchChat {
  * customhttp push and the payload included, each accepted by an agent; waits for the ParticipantJoined
  * notifications so that the measured traffic starts from a quiet state.
  */
-export async function setupPush(ctx: BenchContext, name: string, chatCount: number, connections: number): Promise<PushSetup> {
+export async function setupPush(ctx: BenchContext, name: string, chatCount: number, connections: number, serverEnv: Record<string, string> = {}): Promise<PushSetup> {
   const t0 = performance.now();
   const agentCount = Math.ceil(chatCount / CHATS_PER_AGENT);
   let receiver: ReceiverHandle | undefined;
@@ -212,7 +212,7 @@ export async function setupPush(ctx: BenchContext, name: string, chatCount: numb
   };
   try {
     receiver = await ReceiverHandle.start(ctx);
-    server = await startParley(ctx, { BENCH_PARLEY_INI: pushIni(receiver.url, agentCount) });
+    server = await startParley(ctx, { ...serverEnv, BENCH_PARLEY_INI: pushIni(receiver.url, agentCount) });
     const target = new URL(server.url);
     if (target.hostname !== '127.0.0.1') throw new Error(`benchmark traffic goes to 127.0.0.1 only, not ${target.hostname}`);
     pool = new Pool(server.url, { connections, pipelining: 1, keepAliveTimeout: 60_000 });

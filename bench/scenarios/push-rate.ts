@@ -13,7 +13,9 @@
  */
 import { procCpuMs } from '../lib/load.ts';
 import { reportServerLog } from '../lib/parley.ts';
+import { join } from 'node:path';
 import { openLoop } from '../lib/open-loop.ts';
+import { explainTail } from '../lib/stalls.ts';
 import { latencyStats, pushHealth, round3, setupPush, wallNow, type LatencyStats, type PushSetup } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
 
@@ -134,7 +136,10 @@ export const pushRateScenario: Scenario = {
   budgetSeconds: (load: LoadSettings) => 150 + load.warmupSeconds + load.durationSeconds + 2 * LOST_AFTER_MS / 1000,
   async run(ctx: BenchContext): Promise<Row[]> {
     const rate = pushRate();
-    const setup = await setupPush(ctx, 'push-rate', CHATS, CONNECTIONS);
+    // BENCH_PUSH_TAIL=1: the server logs its event-loop stalls and GC pauses (bench/lib/stalls.ts), and the
+    // slow slices of the window are printed with what the server logged meanwhile.
+    const stallFile = process.env['BENCH_PUSH_TAIL'] === '1' ? join(ctx.tempDir('parley-stalls-'), 'stalls.log') : undefined;
+    const setup = await setupPush(ctx, 'push-rate', CHATS, CONNECTIONS, stallFile === undefined ? {} : { BENCH_SERVER_STALLS: stallFile });
     try {
       const { receiver, server } = setup;
       const clock = await receiver.clockOffset();
@@ -170,6 +175,7 @@ export const pushRateScenario: Scenario = {
       await drain(setup, phase, LOST_AFTER_MS);
       const health = await pushHealth(server.url);
       const latencies: number[] = [];
+      const samples: Array<{ due: number; latency: number }> = [];
       let inWindow = 0;
       let lost = 0;
       let lastReceive = phase.endWall;
@@ -180,11 +186,21 @@ export const pushRateScenario: Scenario = {
           continue;
         }
         latencies.push(r.t - due);
+        samples.push({ due, latency: r.t - due });
         if (r.t <= phase.endWall) inWindow++;
         if (r.t > lastReceive) lastReceive = r.t;
       }
       const windowS = (phase.endWall - phase.startWall) / 1000;
       const s = latencyStats(latencies);
+      const tail = explainTail(samples, phase.startWall, TARGET_P99_MS, stallFile);
+      const slow = tail.slices.filter((x) => x.over > 0).sort((a, b) => b.over - a.over);
+      ctx.log(
+        `push-rate: ${tail.overTotal} messages over ${TARGET_P99_MS} ms, in ${slow.length} of ${tail.slices.length} 100-ms slices; worst: ` +
+          slow
+            .slice(0, 8)
+            .map((x) => `${x.atS} s ${x.over} over (max ${Math.round(x.maxMs)} ms)${x.server.length > 0 ? ` [${x.server.join(', ')}]` : ''}`)
+            .join('; '),
+      );
       const rs = phase.replyLatency;
       const lag = phase.issueLag;
       const sendsPerSec = phase.issuedInWindow / windowS;
@@ -257,6 +273,8 @@ export const pushRateScenario: Scenario = {
             cpuPercent: { loadGenerator: pct((cpu.user + cpu.system) / 1000), server: cpuOf(server0, server1), receiver: cpuOf(receiver0, receiver1) },
             serverPush: health,
             serverLogLines: logLines,
+            overTarget: tail.overTotal,
+            latencyBySlice: tail.slices,
           },
         },
       ];
