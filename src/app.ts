@@ -58,7 +58,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
   const node = await buildChatNode(config, deps, {
     loadScope: opts.loadScope ?? (mode === 'all' ? 'all' : 'owned'),
     ...(opts.isAlive === undefined ? {} : { isAlive: opts.isAlive }),
-    ...(opts.leaseValid === undefined ? {} : { leaseValid: opts.leaseValid }),
+    ...(opts.lease === undefined ? {} : { lease: opts.lease }),
   });
   const log = deps.log;
 

@@ -30,6 +30,11 @@ export interface Ownership {
    * memory is checked against the store at every use. Absent: always (a single node).
    */
   leaseValid?(): boolean;
+  /**
+   * How many times the lease lapsed and was renewed (cluster/lease.ts). When it grows, every session held
+   * in memory is checked against the store once more before use: it may have moved during the lapse.
+   */
+  leaseLapses?(): number;
   /** Adjusts a session this node just restored from a dead node (before it is used). */
   restore?(session: Session, from: string): Session;
   /** A session owned by a dead node was claimed by this one. */
@@ -62,6 +67,8 @@ export class LiveSessions {
    */
   private readonly parked = new Map<string, 0 | 1>();
   private parkedFlex = 0;
+  /** The lease lapses already accounted for (see noticeLapses). */
+  private seenLapses = 0;
 
   constructor(
     private readonly store: Store,
@@ -173,6 +180,7 @@ export class LiveSessions {
 
   /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
   async get(chatId: string): Promise<LiveSession> {
+    this.noticeLapses();
     const hit = this.live.get(chatId);
     if (hit !== undefined) return hit.unverified === true || this.ownership.leaseValid?.() === false ? this.verify(hit) : hit;
     let pending = this.loading.get(chatId);
@@ -181,6 +189,14 @@ export class LiveSessions {
       this.loading.set(chatId, pending);
     }
     return pending;
+  }
+
+  /** After a lapse of the ownership lease, every session held here is checked once before its next use. */
+  private noticeLapses(): void {
+    const lapses = this.ownership.leaseLapses?.();
+    if (lapses === undefined || lapses === this.seenLapses) return;
+    this.seenLapses = lapses;
+    for (const e of this.live.values()) e.unverified = true;
   }
 
   /**

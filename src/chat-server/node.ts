@@ -36,8 +36,8 @@ export interface NodeDeps {
 export interface NodeOptions {
   /** In a cluster: is another node alive (from the node directory)? Single node: only itself. */
   readonly isAlive?: (owner: string) => Promise<boolean>;
-  /** In a cluster: is this node's ownership lease current (its heartbeats reach the store)? */
-  readonly leaseValid?: () => boolean;
+  /** In a cluster: this node's ownership lease (its heartbeats reach the store; see cluster/lease.ts). */
+  readonly lease?: { valid(): boolean; lapses(): number };
   /** Which open sessions to load at start: this node's ('owned', cluster) or all ('all', single node). */
   readonly loadScope: 'owned' | 'all';
 }
@@ -86,7 +86,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   let timers: SessionTimers | undefined;
   const sessions = new LiveSessions(deps.store, alias, outboxFor, {
     isAlive: opts.isAlive ?? (async (owner) => owner === alias),
-    ...(opts.leaseValid === undefined ? {} : { leaseValid: opts.leaseValid }),
+    ...(opts.lease === undefined ? {} : { leaseValid: () => opts.lease?.valid() ?? true, leaseLapses: () => opts.lease?.lapses() ?? 0 }),
     restore(session, from) {
       deps.log.info({ chatId: session.chatId, from, to: alias }, 'session restored');
       // Client-side restoration re-acknowledges push at once (the request itself); an agent-side one waits

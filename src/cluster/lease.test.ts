@@ -30,8 +30,24 @@ describe('OwnershipLease', () => {
     expect(lease.valid()).toBe(false);
   });
 
-  it('leaves one heartbeat interval of margin before dead-after, and at least one interval', () => {
+  it('leaves one heartbeat interval of margin before dead-after, and is never negative', () => {
     expect(OwnershipLease.forCluster({ now: () => 0 }, 10_000, 2000).leaseMs).toBe(8000);
-    expect(OwnershipLease.forCluster({ now: () => 0 }, 3000, 2000).leaseMs).toBe(2000);
+    expect(OwnershipLease.forCluster({ now: () => 0 }, 3000, 2000).leaseMs).toBe(1000);
+    expect(OwnershipLease.forCluster({ now: () => 0 }, 2000, 5000).leaseMs).toBe(0);
+  });
+});
+
+describe('OwnershipLease lapses', () => {
+  it('counts a renewal that comes after the lease lapsed (the first registration included), not one in time', () => {
+    let now = 0;
+    const lease = new OwnershipLease({ now: () => now }, 8000);
+    lease.renewed(0);
+    expect(lease.lapses()).toBe(1);
+    now = 5000;
+    lease.renewed(5000);
+    expect(lease.lapses()).toBe(1);
+    now = 20_000;
+    lease.renewed(20_000);
+    expect(lease.lapses()).toBe(2);
   });
 });

@@ -13,6 +13,7 @@ import type { Clock } from '../clock.ts';
 export class OwnershipLease {
   /** When the last heartbeat that reached the store was started (-Infinity: none yet). */
   private since = Number.NEGATIVE_INFINITY;
+  private lapseCount = 0;
 
   constructor(
     private readonly clock: Clock,
@@ -20,17 +21,29 @@ export class OwnershipLease {
     readonly leaseMs: number,
   ) {}
 
-  /** `dead-after` minus one heartbeat interval of margin, at least one interval. */
+  /** `dead-after` minus one heartbeat interval of margin; never longer than dead-after, never negative. */
   static forCluster(clock: Clock, deadAfterMs: number, heartbeatIntervalMs: number): OwnershipLease {
-    return new OwnershipLease(clock, Math.max(heartbeatIntervalMs, deadAfterMs - heartbeatIntervalMs));
+    return new OwnershipLease(clock, Math.max(0, Math.min(deadAfterMs, deadAfterMs - heartbeatIntervalMs)));
   }
 
   /** A heartbeat (or the registration) started at `startedAt` reached the store. */
   renewed(startedAt: number): void {
-    if (startedAt > this.since) this.since = startedAt;
+    if (startedAt <= this.since) return;
+    // Renewed after a lapse: peers may have restored sessions meanwhile (see lapses).
+    if (!this.valid()) this.lapseCount++;
+    this.since = startedAt;
   }
 
   valid(): boolean {
     return this.clock.now() - this.since <= this.leaseMs;
+  }
+
+  /**
+   * How many times the lease lapsed and was renewed since the start (the first registration counts). A
+   * session held in memory across a lapse may have been restored elsewhere meanwhile, even if it is valid
+   * again now: the holder checks each one against the store once (LiveSessions).
+   */
+  lapses(): number {
+    return this.lapseCount;
   }
 }

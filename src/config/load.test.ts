@@ -210,6 +210,14 @@ describe('services and agents', () => {
 });
 
 describe('cross-field rules', () => {
+  it('heartbeat-interval must be below dead-after (else a live node looks dead between two heartbeats)', () => {
+    const { problems } = problemsOf(`${SERVICE}[node]\nheartbeat-interval = 5\ndead-after = 5\n`);
+    expect(problems).toEqual([
+      expect.objectContaining({ section: 'node', key: 'heartbeat-interval', message: 'must be less than dead-after (5 s), got 5 s' }),
+    ]);
+    expect(() => parseConfig(`${SERVICE}[node]\nheartbeat-interval = 4\ndead-after = 5\n`, 'p.ini')).not.toThrow();
+  });
+
   it('max-body-size must cover upload-max-file-size + 65536', () => {
     const { problems } = problemsOf(`${SERVICE}[http]\nmax-body-size = 2097152\n`);
     expect(problems).toEqual([

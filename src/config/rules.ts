@@ -48,6 +48,17 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         : undefined,
   },
   {
+    // Peers judge a node dead when its heartbeat has not moved for dead-after: with heartbeats as slow as
+    // that, a live node would be judged dead between two of them (and its ownership lease would be empty).
+    section: 'node',
+    key: 'heartbeat-interval',
+    uses: [['node', 'dead-after']],
+    check: (c) =>
+      c.node.heartbeatIntervalMs < c.node.deadAfterMs
+        ? undefined
+        : `must be less than dead-after (${c.node.deadAfterMs / 1000} s), got ${c.node.heartbeatIntervalMs / 1000} s`,
+  },
+  {
     section: 'store',
     key: 'url',
     uses: [['store', 'type']],

@@ -259,7 +259,8 @@ export class PushEngine {
     this.pendingKicks.add(pending);
     const run = () => {
       this.pendingKicks.delete(pending);
-      void this.tick();
+      // stop() may have come between the kick and now: it does not wait for attempts started after it.
+      if (this.running) void this.tick();
     };
     if (inThisTurn) queueMicrotask(run);
     else setImmediate(run);

@@ -32,17 +32,20 @@ export async function startChatServer(config: Config, opts: { log: Logger; clock
   directory.run();
   const lease = OwnershipLease.forCluster(clock, config.node.deadAfterMs, config.node.heartbeatIntervalMs);
   let lapsed = false;
-  const leaseValid = (): boolean => {
-    const valid = lease.valid();
-    if (!valid && !lapsed) log.warn({ leaseMs: lease.leaseMs }, 'ownership lease lapsed (no heartbeat reached the store): sessions are checked against the store before use');
-    if (valid && lapsed) log.info({ leaseMs: lease.leaseMs }, 'ownership lease renewed');
-    lapsed = !valid;
-    return valid;
+  const watchedLease = {
+    valid(): boolean {
+      const valid = lease.valid();
+      if (!valid && !lapsed) log.warn({ leaseMs: lease.leaseMs }, 'ownership lease lapsed (no heartbeat reached the store): sessions are checked against the store before use');
+      if (valid && lapsed) log.info({ leaseMs: lease.leaseMs }, 'ownership lease renewed');
+      lapsed = !valid;
+      return valid;
+    },
+    lapses: () => lease.lapses(),
   };
   const app = await buildApp(
     config,
     { store, clock, ids: createRandomIds(), log },
-    { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory), leaseValid },
+    { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory), lease: watchedLease },
   );
   const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
   const url = config.node.url === '' ? http.url : config.node.url;
@@ -53,7 +56,11 @@ export async function startChatServer(config: Config, opts: { log: Logger; clock
   const beat = setInterval(() => {
     const at = clock.now();
     store.heartbeat(me, at).then(
-      () => lease.renewed(at),
+      (registered) => {
+        // Without its registry row this node is unknown to its peers, i.e. dead to them: no renewal.
+        if (registered) lease.renewed(at);
+        else log.warn({ appDbid: me }, 'heartbeat found no registration of this node: its sessions may be restored elsewhere');
+      },
       (err: unknown) => log.warn({ err: (err as Error).message }, 'heartbeat failed'),
     );
   }, config.node.heartbeatIntervalMs);

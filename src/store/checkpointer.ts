@@ -66,11 +66,18 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = C
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(WORKER, { eval: true, workerData: { path, module, journalSizeLimit: JOURNAL_SIZE_LIMIT, ...options } });
   worker.unref();
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    worker.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        worker.once('exit', () => resolve());
-        worker.postMessage('stop');
-      }),
+    stop: () => {
+      // A worker that already ended (it crashed, or stop() ran before) has nothing left to do.
+      if (!exited) worker.postMessage('stop');
+      return exit;
+    },
   };
 }

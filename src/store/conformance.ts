@@ -256,7 +256,8 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
     it('registers nodes with pid, URL and heartbeat', async () => {
       await store.registerNode({ appDbid: '201', pid: 11, url: 'http://127.0.0.1:1', startedAt: 1000, heartbeatAt: 1000 });
       await store.registerNode({ appDbid: '202', pid: 12, url: 'http://127.0.0.1:2', startedAt: 1000, heartbeatAt: 1000 });
-      await store.heartbeat('201', 5000);
+      expect(await store.heartbeat('201', 5000)).toBe(true);
+      expect(await store.heartbeat('299', 5000)).toBe(false);
       await store.registerNode({ appDbid: '202', pid: 13, url: 'http://127.0.0.1:3', startedAt: 6000, heartbeatAt: 6000 });
       expect(await store.listNodes()).toEqual([
         { appDbid: '201', pid: 11, url: 'http://127.0.0.1:1', startedAt: 1000, heartbeatAt: 5000 },

@@ -91,7 +91,8 @@ export interface Store {
   loadActiveNotificationsFor(chatId: string): Promise<Notification[]>;
   /** Registers (or re-registers) a chat server node. */
   registerNode(node: NodeRecord): Promise<void>;
-  heartbeat(appDbid: string, at: number): Promise<void>;
+  /** Moves the node's heartbeat; false when the node is not registered (then nothing changed). */
+  heartbeat(appDbid: string, at: number): Promise<boolean>;
   listNodes(): Promise<NodeRecord[]>;
   removeNode(appDbid: string): Promise<void>;
   close(): Promise<void>;

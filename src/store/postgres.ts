@@ -381,8 +381,14 @@ class PostgresStore implements Store {
           outbox.map((n) => JSON.stringify(n)),
         ]);
       } catch (err) {
-        const e = err as { code?: unknown; message?: unknown };
+        const e = err as { code?: unknown; message?: unknown; constraint?: unknown };
         if (e.code === 'P0001' && typeof e.message === 'string') throw new ParleyError('INTERNAL', e.message);
+        // The index check reads the statement's snapshot; a writer that added the same index and committed
+        // while this statement waited for the session row shows up here instead (two writers under one
+        // fence, which the per-session order and the epochs are there to prevent).
+        if (e.code === '23505' && e.constraint === 'events_pkey') {
+          throw new ParleyError('INTERNAL', `event index ${c.events[0]?.index ?? '?'} is already stored in ${s.chatId}`);
+        }
         throw err;
       }
       const r = rows[0];
@@ -528,8 +534,12 @@ class PostgresStore implements Store {
     );
   }
 
-  heartbeat(appDbid: string, at: number): Promise<void> {
-    return this.statement([nodeKey(appDbid)], 'UPDATE nodes SET heartbeat_at = $1 WHERE app_dbid = $2', [at, appDbid]);
+  heartbeat(appDbid: string, at: number): Promise<boolean> {
+    if (this.closed) return Promise.reject(closedError());
+    return this.order.run([nodeKey(appDbid)], async () => {
+      const rows = await this.query<{ app_dbid: string }>('UPDATE nodes SET heartbeat_at = $1 WHERE app_dbid = $2 RETURNING app_dbid', [at, appDbid]);
+      return rows.length === 1;
+    });
   }
 
   async listNodes(): Promise<NodeRecord[]> {

@@ -306,10 +306,8 @@ class SqliteStore implements Store {
     });
   }
 
-  heartbeat(appDbid: string, at: number): Promise<void> {
-    return this.write(() => {
-      this.stmt.heartbeat.run(at, appDbid);
-    });
+  heartbeat(appDbid: string, at: number): Promise<boolean> {
+    return this.write(() => this.stmt.heartbeat.run(at, appDbid).changes === 1);
   }
 
   async listNodes(): Promise<NodeRecord[]> {
@@ -408,9 +406,9 @@ class SqliteStore implements Store {
         w.reject(err);
         continue;
       }
+      this.busySince = undefined;
       w.resolve(result);
     }
-    this.busySince = undefined;
   }
 
   /** The write lock is taken: `batch` goes back to the head of the queue and is tried again shortly. */

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { agentJoin, openSession, say } from '../chat/session.ts';
+import { notificationFor, type Notification } from '../chat/notification.ts';
+import type { Session } from '../chat/types.ts';
+import { silentLogger } from '../log.ts';
+import { createMetrics } from '../metrics.ts';
+import type { Store } from '../store/port.ts';
+import { PushEngine } from './engine.ts';
+import { GatewayRegistry } from './gateway-registry.ts';
+
+function notification(id: string): Notification {
+  const c = openSession({ chatId: `c-${id}`, serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'N', text: 'hi' }, 1000);
+  const j = agentJoin(c.session, { agentId: 'a', nickname: 'Bob' }, 2000);
+  const m = say(j.session, 2, 'Message', { text: 'hello' }, 3000);
+  const sub = { nodeGroup: 'g', deviceId: 'd', deviceType: 'customhttp', notifyRequestor: false, debug: false, resend: false } as const;
+  const session: Session = { ...m.session, push: { active: true, subscription: sub } };
+  const n = notificationFor(session, m.events, { id, now: 3000, content: ['session-id'] });
+  if (n === undefined) throw new Error('no notification');
+  return n;
+}
+
+function engineWith(delivered: string[], saved: string[]) {
+  const store = {
+    saveNotifications: async (ns: readonly Notification[]) => {
+      for (const n of ns) saved.push(n.id);
+    },
+    loadActiveNotifications: async () => [],
+  } as unknown as Store;
+  const registry = new GatewayRegistry();
+  registry.register({
+    nodeId: 'gw1',
+    group: 'g',
+    deliver: async (n) => {
+      delivered.push(n.id);
+      await new Promise((r) => setTimeout(r, 20));
+      return { kind: 'delivered' } as never;
+    },
+  });
+  return new PushEngine({
+    store,
+    clock: { now: () => 3000 },
+    registry,
+    policy: { resendDelayMs: 1000, resendAttempts: 1, backoffMs: () => 100 },
+    maxInFlight: 8,
+    log: silentLogger,
+    metrics: createMetrics(),
+  });
+}
+
+describe('PushEngine kicks', () => {
+  it('one microtask and at most one immediate tick per burst: each notification is POSTed once', async () => {
+    const delivered: string[] = [];
+    const engine = engineWith(delivered, []);
+    engine.run();
+    try {
+      engine.add([notification('a')]);
+      engine.add([notification('b')]);
+      engine.add([notification('c')]);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(delivered).toEqual(['a', 'b', 'c']);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  // A kick pending when stop() is called (here the same-turn microtask of add()) must not tick afterwards:
+  // stop() does not wait for attempts started after it, and their outcome would be stored after the store
+  // closed.
+  it('starts no POST once stop() was called, and persists nothing after stop() resolved', async () => {
+    const delivered: string[] = [];
+    const saved: string[] = [];
+    const engine = engineWith(delivered, saved);
+    engine.run();
+    engine.add([notification('late')]);
+    await engine.stop();
+    const savedAtStop = saved.length;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(delivered).toEqual([]);
+    expect(saved.length).toBe(savedAtStop);
+  });
+});
