@@ -22,6 +22,7 @@ import { sendMetrics } from './metrics.ts';
 import { HttpDelivery } from './push/http-delivery.ts';
 import { parseAllowList } from './push/ssrf.ts';
 import { buildPage, servePage, type Page } from './web/assets.ts';
+import { answerBadTarget, requestUrl } from './http/request-url.ts';
 
 export type AppDeps = NodeDeps;
 
@@ -111,7 +112,8 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req);
+    if (url === undefined) return answerBadTarget(req, res);
     const path = url.pathname;
     const get = req.method === 'GET' || req.method === 'HEAD';
     if (path.startsWith(CHAT_API_PREFIX)) {
@@ -140,7 +142,8 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
   }
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = requestUrl(req)?.pathname;
+    if (path === undefined) return void socket.destroy();
     if (path === `${AGENT_API_PREFIX}ws`) return agentStream.handleUpgrade(req, socket, head);
     if (gatewaySocket.upgrade(req, socket, head)) return;
     for (const m of mounts) if (path.startsWith(m.prefix) && m.upgrade?.(req, socket, head) === true) return;

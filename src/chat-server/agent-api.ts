@@ -8,6 +8,7 @@ import { readBody } from '../http/body.ts';
 import { sendDownload, sendJson } from '../http/respond.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { summarize, type AgentOps, type AgentView } from './agent-ops.ts';
+import { decodeSegmentOrNotFound } from '../http/request-url.ts';
 
 export const AGENT_API_PREFIX = '/agent/api/';
 const MAX_AGENT_BODY = 256 * 1024;
@@ -59,7 +60,7 @@ export function createAgentApi(o: AgentApiOptions) {
       const parts = path.slice(AGENT_API_PREFIX.length).split('/');
       const method = req.method ?? 'GET';
       if (parts[0] === 'login' && parts.length === 1) {
-        if (method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');
+        if (method !== 'POST') throw notAllowed('POST');
         const body = await jsonBody(req);
         const t = o.directory.signIn(str(body, 'agentId', true) ?? '', str(body, 'password', true) ?? '');
         const a = o.directory.account(t.agentId);
@@ -84,29 +85,35 @@ export function createAgentApi(o: AgentApiOptions) {
       }
       if (parts[0] !== 'chats') throw new ParleyError('NOT_FOUND');
       if (parts.length === 1) {
-        if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
+        if (method !== 'GET') throw notAllowed('GET');
         return sendJson(res, 200, await o.ops.overview(agent));
       }
-      const chatId = decodePart(parts[1] ?? '');
+      const chatId = decodeSegmentOrNotFound(parts[1] ?? '');
       if (parts.length === 2) {
-        if (method !== 'GET') throw new ParleyError('METHOD_NOT_ALLOWED');
+        if (method !== 'GET') throw notAllowed('GET');
         const from = Number(query.get('from') ?? '1');
         if (!Number.isInteger(from) || from < 0) throw new ParleyError('INVALID_PARAMETER', 'from must be a non-negative integer.');
         return sendJson(res, 200, viewJson(await o.ops.transcript(agent, chatId), from));
       }
       if (parts.length === 4 && parts[2] === 'files' && method === 'GET') {
-        const { meta, bytes } = await o.ops.file(agent, chatId, decodePart(parts[3] ?? ''));
+        const { meta, bytes } = await o.ops.file(agent, chatId, decodeSegmentOrNotFound(parts[3] ?? ''));
         return sendDownload(res, meta, bytes);
       }
       if (parts.length !== 3) throw new ParleyError('NOT_FOUND');
-      if (method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');
+      if (method !== 'POST') throw notAllowed('POST');
       const body = await jsonBody(req);
       return sendJson(res, 200, viewJson(await action(o.ops, agent, chatId, parts[2] ?? '', body)));
     } catch (e) {
       const err = toParleyError(e);
-      sendJson(res, err.spec.http, { error: { code: err.code, message: publicAdvice(err) } });
+      const allow = err.details?.['allow'];
+      sendJson(res, err.spec.http, { error: { code: err.code, message: publicAdvice(err) } }, typeof allow === 'string' ? { allow } : {});
     }
   };
+}
+
+/** 405 for a resource that takes only `method`, with the `allow` header. */
+function notAllowed(method: 'GET' | 'POST'): ParleyError {
+  return new ParleyError('METHOD_NOT_ALLOWED', `Use ${method} for this agent API resource.`, { details: { allow: method } });
 }
 
 function action(ops: AgentOps, agent: AgentAccount, chatId: string, name: string, body: Record<string, unknown>): Promise<AgentView> {
@@ -132,14 +139,6 @@ function action(ops: AgentOps, agent: AgentAccount, chatId: string, name: string
       return ops.close(agent, chatId);
     default:
       throw new ParleyError('NOT_FOUND');
-  }
-}
-
-function decodePart(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    throw new ParleyError('NOT_FOUND', 'The path is not validly percent-encoded.');
   }
 }
 

@@ -18,6 +18,7 @@ import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { publicAgent, viewJson } from './agent-api.ts';
 import { isIn, summarize, type AgentOps } from './agent-ops.ts';
 import type { LiveSessions } from './live-sessions.ts';
+import { sendBounded } from '../http/ws-send.ts';
 
 const AUTH_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 10;
@@ -43,7 +44,16 @@ export function createAgentStream(o: AgentStreamOptions) {
 
   const unsubscribe = o.sessions.subscribe((session, events) => {
     for (const desk of desks) {
-      if (desk.agent !== undefined) deliver(desk, desk.agent, session, events, o.clock.now());
+      if (desk.agent === undefined) continue;
+      // A token signed out or expired since the desk authenticated stops the pushes too, not only its frames.
+      try {
+        o.directory.verify(desk.token);
+      } catch {
+        desk.agent = undefined;
+        desk.ws.close(4401, 'auth failed');
+        continue;
+      }
+      deliver(desk, desk.agent, session, events, o.clock.now());
     }
   });
 
@@ -125,5 +135,5 @@ function deliver(desk: Desk, agent: AgentAccount, session: Session, events: read
 }
 
 function send(desk: Desk, frame: unknown): void {
-  if (desk.ws.readyState === desk.ws.OPEN) desk.ws.send(JSON.stringify(frame));
+  sendBounded(desk.ws, JSON.stringify(frame));
 }

@@ -11,6 +11,7 @@ import { constantTimeEqual } from '../chat/secure-compare.ts';
 import type { Logger } from '../log.ts';
 import type { GatewayRegistry } from '../push/gateway-registry.ts';
 import { NODE_TOKEN_HEADER } from './node-rpc.ts';
+import { requestUrl } from '../http/request-url.ts';
 
 export const GATEWAY_SOCKET_PATH = '/internal/notifications';
 
@@ -18,7 +19,7 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
 
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
-    const q = new URL(req.url ?? '/', 'http://x').searchParams;
+    const q = requestUrl(req)?.searchParams ?? new URLSearchParams();
     const nodeId = q.get('nodeId') ?? 'gateway';
     const group = q.get('group') ?? '';
     const pending = new Map<number, (o: DeliveryOutcome) => void>();
@@ -65,7 +66,7 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
 
   return {
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-      if (new URL(req.url ?? '/', 'http://x').pathname !== GATEWAY_SOCKET_PATH) return false;
+      if (requestUrl(req)?.pathname !== GATEWAY_SOCKET_PATH) return false;
       const given = req.headers[NODE_TOKEN_HEADER];
       if (o.token !== '' && !constantTimeEqual(typeof given === 'string' ? given : '', o.token)) {
         socket.destroy();

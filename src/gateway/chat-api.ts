@@ -14,6 +14,7 @@ import { sendDownload, sendJson } from '../http/respond.ts';
 import { errorEnvelope, okEnvelope } from './envelope.ts';
 import type { NodeLink } from './node-link.ts';
 import { readForm, type FormLimits } from './read-form.ts';
+import { decodeSegment } from '../http/request-url.ts';
 
 export const CHAT_API_PREFIX = '/genesys/2/chat/';
 
@@ -65,7 +66,7 @@ type Route =
   | { kind: 'download' | 'delete'; service: string; chatId: string; fileId: string };
 
 export function parseRoute(path: string): Route | undefined {
-  const parts = path.slice(CHAT_API_PREFIX.length).split('/').map(safeDecode);
+  const parts = path.slice(CHAT_API_PREFIX.length).split('/').map(decodeSegment);
   if (parts.some((p) => p === undefined || p === '')) return undefined;
   const [service, chatId, a, b, c] = parts as string[];
   if (service === undefined) return undefined;
@@ -78,14 +79,6 @@ export function parseRoute(path: string): Route | undefined {
     return { kind: c, service, chatId, fileId: b };
   }
   return undefined;
-}
-
-function safeDecode(s: string): string | undefined {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return undefined;
-  }
 }
 
 export function createChatApi(o: ChatApiOptions) {

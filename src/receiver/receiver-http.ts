@@ -17,6 +17,8 @@ import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../log.ts';
 import { verifyWebhook } from '../push/signing.ts';
 import type { Receiver } from './receiver.ts';
+import { decodeSegmentOrNotFound, requestUrl } from '../http/request-url.ts';
+import { sendBounded } from '../http/ws-send.ts';
 
 export const RECEIVER_PREFIX = '/receiver/';
 const MAX_PUSH_BODY = 1024 * 1024;
@@ -84,7 +86,7 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
           return sendJson(res, 200, await o.receiver.operate(query.get('session') ?? '', 'file/limits'));
         }
         const m = /^file\/([^/]+)$/.exec(rel);
-        if (m !== null && req.method === 'GET') return download(res, decodeURIComponent(m[1] ?? ''), query.get('session') ?? '');
+        if (m !== null && req.method === 'GET') return download(res, decodeSegmentOrNotFound(m[1] ?? ''), query.get('session') ?? '');
         req.resume();
         throw new ParleyError('NOT_FOUND');
       };
@@ -95,7 +97,7 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
       });
     },
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-      if (new URL(req.url ?? '/', 'http://x').pathname !== `${RECEIVER_PREFIX}ws`) return false;
+      if (requestUrl(req)?.pathname !== `${RECEIVER_PREFIX}ws`) return false;
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
       return true;
     },
@@ -111,12 +113,18 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
  * | typing {typing, text?} | leave | ping. Frames out: started {token, chatId, nickname} | events {events,
  * chatEnded, nextPosition} | pong | error {error: {code, message}}.
  */
+/**
+ * Refusals of malformed or unauthorised frames: ten of them close the socket. A missing nickname or an
+ * empty message (MISSING_PARAMETER) is a user's slip the page normally prevents, refused without counting.
+ */
+const CLIENT_FAULTS: ReadonlySet<string> = new Set(['INVALID_PARAMETER', 'MESSAGE_TOO_LONG', 'ACCESS_DENIED']);
+
 function browserSocket(ws: WebSocket, receiver: Receiver): void {
   let token: string | undefined;
   let detach: (() => void) | undefined;
   let bad = 0;
   const send = (frame: unknown) => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+    sendBounded(ws, JSON.stringify(frame));
   };
   const bind = (t: string) => {
     detach?.();
@@ -182,7 +190,7 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
     })().catch((e: unknown) => {
       const err = toParleyError(e);
       send({ type: 'error', error: { code: err.code, message: publicAdvice(err) } });
-      bad += err.code === 'INVALID_PARAMETER' || err.code === 'ACCESS_DENIED' ? 1 : 0;
+      bad += CLIENT_FAULTS.has(err.code) ? 1 : 0;
       if (bad >= MAX_BAD_FRAMES) ws.close(4400, 'too many bad frames');
     });
   });

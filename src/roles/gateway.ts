@@ -21,6 +21,7 @@ import { HttpDelivery } from '../push/http-delivery.ts';
 import { parseAllowList } from '../push/ssrf.ts';
 import { openStore } from '../store/open.ts';
 import { listen } from './listen.ts';
+import { answerBadTarget, requestUrl } from '../http/request-url.ts';
 
 export async function startGateway(config: Config, opts: { log: Logger; clock?: Clock }) {
   const clock = opts.clock ?? systemClock;
@@ -51,7 +52,8 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
     links.run();
   }
   const http = await listen(config.http.host, config.http.port, (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req);
+    if (url === undefined) return answerBadTarget(req, res);
     if (url.pathname.startsWith(CHAT_API_PREFIX)) {
       if (handleCors(req, res, config.http.corsAllowedOrigins)) return;
       return void chatApi(req, res, url.pathname, url.searchParams);

@@ -10,6 +10,7 @@ import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
 import { buildPage, servePage } from '../web/assets.ts';
 import { listen } from './listen.ts';
 import { createReceiverRole, type ReceiverRole } from './receiver-role.ts';
+import { answerBadTarget, requestUrl } from '../http/request-url.ts';
 
 export async function startReceiverOnly(config: Config, log: Logger): Promise<{ url: string; server: Server; role: ReceiverRole; close(): Promise<void> }> {
   const rc = config.receiver;
@@ -20,7 +21,8 @@ export async function startReceiverOnly(config: Config, log: Logger): Promise<{ 
   const page = await buildPage('customer');
   const metrics = createMetrics();
   function handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req);
+    if (url === undefined) return answerBadTarget(req, res);
     if (url.pathname.startsWith(RECEIVER_PREFIX)) return role.http.handle(req, res, url.pathname, url.searchParams);
     if (url.pathname === '/' || url.pathname === '/chat') {
       res.writeHead(302, { location: '/chat/' });

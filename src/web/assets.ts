@@ -71,12 +71,24 @@ const SECURITY_HEADERS = {
   'x-frame-options': 'DENY',
 };
 
+/**
+ * If-None-Match against our (strong) etag, with the weak comparison RFC 9110 asks for: `*`, a list, and
+ * `W/"..."` (what a proxy makes of a strong etag) all match.
+ */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
+}
+
 /** Serves `rel` ("" = index.html) of a page; returns false when the page has no such file. */
 export function servePage(page: Page, rel: string, req: IncomingMessage, res: ServerResponse): boolean {
   const a = page.get(rel === '' ? 'index.html' : rel);
   if (a === undefined) return false;
   const headers = { ...SECURITY_HEADERS, 'content-type': a.type, etag: a.etag, 'cache-control': 'no-cache' };
-  if (req.headers['if-none-match'] === a.etag) {
+  if (etagMatches(req.headers['if-none-match'], a.etag)) {
     res.writeHead(304, headers);
     res.end();
     return true;
