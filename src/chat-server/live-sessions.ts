@@ -250,7 +250,11 @@ export class LiveSessions {
 
   /** Runs fn after every earlier operation on the same session has finished. */
   async serial<T>(chatId: string, fn: (entry: LiveSession) => Promise<T>): Promise<T> {
-    const entry = await this.get(chatId);
+    let entry = await this.get(chatId);
+    // While get() waited (a load, or an ownership check against the store), the operation ahead may have
+    // finished and parked the session, or a failed write evicted it: join the queue of the session as it
+    // is in memory now, not a detached copy.
+    for (let again = 0; again < 3 && this.live.get(chatId) !== entry; again++) entry = await this.get(chatId);
     const run = entry.tail.then(
       () => fn(entry),
       () => fn(entry),
@@ -272,8 +276,11 @@ export class LiveSessions {
         this.store.recordChange({ ...change, outbox: durable(outbox), fence: { owner: this.alias, epoch: entry.epoch }, ...(file === undefined ? {} : { file }) }),
       );
     } catch (err) {
-      // Another node restored the session meanwhile (this one was thought dead): it is theirs now.
-      if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.evict(change.session.chatId);
+      // Another node restored the session meanwhile (this one was thought dead): it is theirs now. Any other
+      // failure may still have been committed (a connection lost during COMMIT): memory is no longer known
+      // to match the store, so the session is read from the store again at its next use (a retry with the
+      // same request id is then recognised as done).
+      if (this.live.get(change.session.chatId) === entry) this.evict(change.session.chatId);
       throw err;
     }
     if (this.live.get(change.session.chatId) === entry) this.account(entry.session, change.session);
