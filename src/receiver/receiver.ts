@@ -60,6 +60,9 @@ export function isReconnectAdvice(e: ChatEvent): boolean {
   return e.type === 'ParticipantLeft' && e.from.participantId === 1 && e.userData?.['quit-reason-advice'] === 'reconnect';
 }
 
+/** Pushes kept for a chat whose Request Chat reply has not come yet (a handful at most in practice). */
+const MAX_EARLY_PUSHES = 32;
+
 export class Receiver {
   private readonly browsers = new Map<string, Set<BrowserLink>>();
   private readonly refreshing = new Map<string, Promise<void>>();
@@ -67,6 +70,12 @@ export class Receiver {
   private readonly failures = new Map<string, number>();
   private readonly pings = new DueIndex();
   private readonly seenPushes = new Set<string>();
+  /**
+   * Devices of chats being started: a push may arrive before the Request Chat reply does (flex-push-on-join
+   * notifies at once). Such pushes wait here and are handled once the session is cached, instead of being
+   * refused as from an unknown device (410, which would end them for good).
+   */
+  private readonly starting = new Map<string, PushBodyIn[]>();
   /** Per session: the next event index the browsers have not been sent yet. */
   private readonly delivered = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -97,18 +106,16 @@ export class Receiver {
   /** Starts a chat for a browser. */
   async start(input: { nickname: string; subject?: string; emailAddress?: string }): Promise<{ session: CachedSession; events: readonly ChatEvent[] }> {
     const deviceId = this.settings.newDeviceId();
-    const reply = await this.gateway.requestChat({
-      nickname: input.nickname,
-      subject: input.subject ?? '',
-      emailAddress: input.emailAddress ?? '',
-      'userData[GCTI_Chat_PushSubscribe]': 'true',
-      'userData[GCTI_GMS_NodeGroup]': this.settings.nodeGroup,
-      'userData[GCTI_GMS_PushDeviceId]': deviceId,
-      'userData[GCTI_GMS_PushDeviceType]': 'customhttp',
-      'userData[GCTI_GMS_PushIncludePayload]': 'true',
-      'userData[GCTI_GMS_PushResend]': 'true',
-      'userData[GCTI_Chat_AsyncMode]': 'true',
-    });
+    this.starting.set(deviceId, []);
+    let reply: Awaited<ReturnType<GatewayClient['requestChat']>>;
+    try {
+      reply = await this.requestChatFor(deviceId, input);
+    } catch (err) {
+      this.starting.delete(deviceId);
+      throw err;
+    }
+    const early = this.starting.get(deviceId) ?? [];
+    this.starting.delete(deviceId);
     if (reply.statusCode !== 0 || reply.chatId === undefined || reply.secureKey === undefined) throw replyError(reply);
     const now = this.clock.now();
     const session: CachedSession = {
@@ -128,7 +135,24 @@ export class Receiver {
     };
     this.cache.put(session);
     this.pings.push(session.nextPingAt, session.browserToken);
+    // Pushes that came before the reply: acknowledged now (their events are in the reply's transcript too).
+    for (const body of early) this.onPush(body);
     return { session, events: reply.messages.filter(isEvent) };
+  }
+
+  private requestChatFor(deviceId: string, input: { nickname: string; subject?: string; emailAddress?: string }) {
+    return this.gateway.requestChat({
+      nickname: input.nickname,
+      subject: input.subject ?? '',
+      emailAddress: input.emailAddress ?? '',
+      'userData[GCTI_Chat_PushSubscribe]': 'true',
+      'userData[GCTI_GMS_NodeGroup]': this.settings.nodeGroup,
+      'userData[GCTI_GMS_PushDeviceId]': deviceId,
+      'userData[GCTI_GMS_PushDeviceType]': 'customhttp',
+      'userData[GCTI_GMS_PushIncludePayload]': 'true',
+      'userData[GCTI_GMS_PushResend]': 'true',
+      'userData[GCTI_Chat_AsyncMode]': 'true',
+    });
   }
 
   /** The session of a browser token, or AGENT-free ACCESS_DENIED (a browser cannot claim another's). */
@@ -192,7 +216,12 @@ export class Receiver {
   onPush(body: PushBodyIn): 'ok' | 'unknown-device' | 'duplicate' {
     const deviceId = typeof body.deviceId === 'string' ? body.deviceId : '';
     const s = this.cache.byDeviceId(deviceId);
-    if (s === undefined) return 'unknown-device';
+    if (s === undefined) {
+      const early = this.starting.get(deviceId);
+      if (early === undefined) return 'unknown-device';
+      if (early.length < MAX_EARLY_PUSHES) early.push(body);
+      return 'ok';
+    }
     const id = typeof body.notificationId === 'string' ? body.notificationId : undefined;
     const attempt = typeof (body as { attempt?: unknown }).attempt === 'number' ? (body as { attempt: number }).attempt : 1;
     // A resend of a notification seen before still needs an acknowledgement (the first one may have been
