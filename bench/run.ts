@@ -25,6 +25,7 @@ import type { BenchContext, LoadSettings, Row, Scenario } from './lib/types.ts';
 import { bare } from './scenarios/bare.ts';
 import { parleyRefresh } from './scenarios/parley-refresh.ts';
 import { parleySend } from './scenarios/parley-send.ts';
+import { parleySendRate } from './scenarios/parley-send-rate.ts';
 import { pushLatency } from './scenarios/push-latency.ts';
 import { pushThroughput } from './scenarios/push-throughput.ts';
 import { pushRate, pushRateScenario } from './scenarios/push-rate.ts';
@@ -37,9 +38,10 @@ import { dormant, dormantSettings, dormantSettingsLine } from './scenarios/dorma
 
 /** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
-  core: [bare, parleySend, parleyRefresh],
+  core: [bare, parleySend, parleyRefresh, parleySendRate],
   push: [pushLatency, pushThroughput, pushRateScenario],
   'push-rate': [pushRateScenario],
+  'send-rate': [parleySendRate],
   pings: [pings],
   ha: [haRestore, haSends],
   dormant: [dormant],
@@ -103,8 +105,8 @@ function suiteSettings(suiteName: string, quick: boolean): Record<string, unknow
 
 async function main(): Promise<number> {
   const requested = process.argv[2];
-  // push-rate is the open-loop scenario of push alone: not run twice by a plain `npm run bench`.
-  const suiteNames = requested === undefined ? Object.keys(SUITES).filter((n) => n !== 'push-rate') : [requested];
+  // push-rate and send-rate are single scenarios of push and core: not run twice by a plain `npm run bench`.
+  const suiteNames = requested === undefined ? Object.keys(SUITES).filter((n) => n !== 'push-rate' && n !== 'send-rate') : [requested];
   for (const name of suiteNames) {
     if (SUITES[name] === undefined) {
       process.stderr.write(`bench: unknown suite "${name}" (known: ${Object.keys(SUITES).join(', ')})\n`);
