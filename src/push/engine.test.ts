@@ -19,28 +19,38 @@ function notification(id: string): Notification {
   return n;
 }
 
-describe('PushEngine', () => {
+function engineWith(delivered: string[], saved: string[]) {
+  const store = {
+    saveNotifications: async (ns: readonly Notification[]) => {
+      for (const n of ns) saved.push(n.id);
+    },
+    loadActiveNotifications: async () => [],
+  } as unknown as Store;
+  const registry = new GatewayRegistry();
+  registry.register({
+    nodeId: 'gw1',
+    group: 'g',
+    deliver: async (n) => {
+      delivered.push(n.id);
+      await new Promise((r) => setTimeout(r, 20));
+      return { kind: 'delivered' } as never;
+    },
+  });
+  return new PushEngine({
+    store,
+    clock: { now: () => 3000 },
+    registry,
+    policy: { resendDelayMs: 1000, resendAttempts: 1, backoffMs: () => 100 },
+    maxInFlight: 8,
+    log: silentLogger,
+    metrics: createMetrics(),
+  });
+}
+
+describe('PushEngine kicks', () => {
   it('starts the POST of a committed notification in the same turn of the event loop, not in the next one', async () => {
-    const store = { saveNotifications: async () => undefined, loadActiveNotifications: async () => [] } as unknown as Store;
-    const registry = new GatewayRegistry();
     const delivered: string[] = [];
-    registry.register({
-      nodeId: 'gw1',
-      group: 'g',
-      deliver: async (n) => {
-        delivered.push(n.id);
-        return { kind: 'delivered' } as never;
-      },
-    });
-    const engine = new PushEngine({
-      store,
-      clock: { now: () => 3000 },
-      registry,
-      policy: { resendDelayMs: 1000, resendAttempts: 1, backoffMs: () => 100 },
-      maxInFlight: 8,
-      log: silentLogger,
-      metrics: createMetrics(),
-    });
+    const engine = engineWith(delivered, []);
     engine.run();
     try {
       let immediateRan = false;
@@ -55,5 +65,36 @@ describe('PushEngine', () => {
     } finally {
       await engine.stop();
     }
+  });
+
+  it('one microtask and at most one immediate tick per burst: each notification is POSTed once', async () => {
+    const delivered: string[] = [];
+    const engine = engineWith(delivered, []);
+    engine.run();
+    try {
+      engine.add([notification('a')]);
+      engine.add([notification('b')]);
+      engine.add([notification('c')]);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(delivered).toEqual(['a', 'b', 'c']);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  // A kick pending when stop() is called (here the same-turn microtask of add()) must not tick afterwards:
+  // stop() does not wait for attempts started after it, and their outcome would be stored after the store
+  // closed.
+  it('starts no POST once stop() was called, and persists nothing after stop() resolved', async () => {
+    const delivered: string[] = [];
+    const saved: string[] = [];
+    const engine = engineWith(delivered, saved);
+    engine.run();
+    engine.add([notification('late')]);
+    await engine.stop();
+    const savedAtStop = saved.length;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(delivered).toEqual([]);
+    expect(saved.length).toBe(savedAtStop);
   });
 });
