@@ -5,7 +5,7 @@
  * process, so a receive time in the receiver and a send time here can be subtracted.
  */
 import { Pool } from 'undici';
-import { chatUrl, mapLimit, postForm, startParley, type BenchChat, type ParleyUnderTest } from './parley.ts';
+import { chatUrl, mapLimit, postForm, reportServerLog, startParley, type BenchChat, type ParleyUnderTest } from './parley.ts';
 import type { ServerChild } from './child.ts';
 import type { BenchContext } from './types.ts';
 
@@ -98,6 +98,17 @@ export class ReceiverHandle {
         resolve(r);
       });
     });
+  }
+
+  /** Resolves true once every text of `texts` was received, false at `deadlineWall` (wall-clock ms). */
+  async waitForAll(texts: Iterable<string>, deadlineWall: number): Promise<boolean> {
+    const missing = new Set(texts);
+    for (;;) {
+      for (const t of missing) if (this.messages.has(t)) missing.delete(t);
+      if (missing.size === 0) return true;
+      if (wallNow() >= deadlineWall) return false;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 
   /** Resolves true once `pred()` holds (checked at every receiver line), false after `timeoutMs`. */
@@ -329,6 +340,19 @@ export function latencyStats(values: readonly number[]): LatencyStats {
     max: n === 0 ? 0 : round3(s[n - 1] as number),
     avg: n === 0 ? 0 : round3(sum / n),
   };
+}
+
+/**
+ * The warnings every push scenario gives after its run: resends received (`duplicates`), POSTs that were
+ * not push JSON, and what the server and the receiver logged. Returns the server's log line count.
+ */
+export function reportPushRun(ctx: BenchContext, label: string, receiver: ReceiverHandle, server: ParleyUnderTest, duplicates: number): number {
+  if (duplicates > 0) ctx.warn(`${label}: ${duplicates} duplicate notifications (resends) received`);
+  if (receiver.malformed > 0) ctx.warn(`${label}: ${receiver.malformed} POSTs to the receiver were not push JSON`);
+  const logLines = reportServerLog(ctx, label, server);
+  const receiverLog = receiver.logLines();
+  if (receiverLog.length > 0) ctx.warn(`${label}: receiver logged ${receiverLog.length} line(s), first: ${receiverLog[0]?.slice(0, 300)}`);
+  return logLines;
 }
 
 /** Server and receiver health after a scenario: push counters from /health, log lines. */

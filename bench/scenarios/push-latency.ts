@@ -5,8 +5,7 @@
  * the send reply and the notification are in. Messages rotate over CHATS subscribed chats.
  */
 import { procCpuMs } from '../lib/load.ts';
-import { reportServerLog } from '../lib/parley.ts';
-import { agentSend, latencyStats, pushHealth, round3, setupPush, wallNow } from '../lib/push.ts';
+import { agentSend, latencyStats, pushHealth, reportPushRun, round3, setupPush, wallNow } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
 
 export const CHATS = 250;
@@ -93,12 +92,8 @@ export const pushLatency: Scenario = {
       const perSec = total / (wallMs / 1000);
       if (lost > 0) ctx.warn(`!! push latency: ${lost} of ${total} notifications LOST (not received within ${LOST_AFTER_MS / 1000} s of their send)`);
       if (warm.lost + warm.errors + warm.non2xx > 0) ctx.warn(`push latency warm-up: ${warm.lost} lost, ${warm.errors} errors, ${warm.non2xx} non-2xx`);
-      if (receiver.duplicates > 0) ctx.warn(`push latency: ${receiver.duplicates} duplicate notifications (resends) received`);
-      if (receiver.malformed > 0) ctx.warn(`push latency: ${receiver.malformed} POSTs to the receiver were not push JSON`);
       const health = await pushHealth(server.url);
-      const logLines = reportServerLog(ctx, 'push latency', server);
-      const receiverLog = receiver.logLines();
-      if (receiverLog.length > 0) ctx.warn(`push latency: receiver logged ${receiverLog.length} line(s), first: ${receiverLog[0]?.slice(0, 300)}`);
+      const logLines = reportPushRun(ctx, 'push latency', receiver, server, receiver.duplicates);
       ctx.log(`push-latency: ${total} messages in ${Math.round(wallMs)} ms, p50 ${s.p50} ms, p99 ${s.p99} ms, lost ${lost}`);
 
       return [

@@ -12,11 +12,10 @@
  *   - pass: p99 < 10 ms with RATE >= 5,000/s reached (sends and pushes/s >= 99 % of 5,000) and nothing lost.
  */
 import { procCpuMs } from '../lib/load.ts';
-import { reportServerLog } from '../lib/parley.ts';
 import { join } from 'node:path';
 import { openLoop } from '../lib/open-loop.ts';
 import { explainTail } from '../lib/stalls.ts';
-import { latencyStats, pushHealth, round3, setupPush, wallNow, type LatencyStats, type PushSetup } from '../lib/push.ts';
+import { latencyStats, pushHealth, reportPushRun, round3, setupPush, type LatencyStats, type PushSetup } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
 
 export const CHATS = 1000;
@@ -122,13 +121,7 @@ async function drive(setup: PushSetup, prefix: string, rate: number, seconds: nu
 
 /** Waits until every 2xx-answered message of `phase` arrived, at most `ms` after the phase's end. */
 async function drain(setup: PushSetup, phase: Phase, ms: number): Promise<void> {
-  const missing = new Set(phase.ok);
-  const deadline = phase.endWall + ms;
-  for (;;) {
-    for (const t of missing) if (setup.receiver.messages.has(t)) missing.delete(t);
-    if (missing.size === 0 || wallNow() >= deadline) return;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await setup.receiver.waitForAll(phase.ok, phase.endWall + ms);
 }
 
 export const pushRateScenario: Scenario = {
@@ -219,11 +212,7 @@ export const pushRateScenario: Scenario = {
         );
       }
       const duplicates = receiver.duplicates - duplicatesBefore;
-      if (duplicates > 0) ctx.warn(`push rate: ${duplicates} duplicate notifications (resends) received`);
-      if (receiver.malformed > 0) ctx.warn(`push rate: ${receiver.malformed} POSTs to the receiver were not push JSON`);
-      const logLines = reportServerLog(ctx, 'push rate', server);
-      const receiverLog = receiver.logLines();
-      if (receiverLog.length > 0) ctx.warn(`push rate: receiver logged ${receiverLog.length} line(s), first: ${receiverLog[0]?.slice(0, 300)}`);
+      const logLines = reportPushRun(ctx, 'push rate', receiver, server, duplicates);
       ctx.log(
         `push-rate: ${phase.scheduled.size} sends at ${rate}/s in ${round3(windowS)} s, ${Math.round(pushesPerSec)} pushes/s received in the window, ` +
           `p50 ${s.p50} ms, p99 ${s.p99} ms, scheduler lag p99 ${lag.p99} ms, lost ${lost}`,

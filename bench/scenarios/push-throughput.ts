@@ -8,8 +8,7 @@
  *   - lost: measured messages answered 2xx whose notification was not received within 5 s after the end.
  */
 import { procCpuMs } from '../lib/load.ts';
-import { reportServerLog } from '../lib/parley.ts';
-import { agentSend, latencyStats, pushHealth, round3, setupPush, wallNow, type PushSetup } from '../lib/push.ts';
+import { agentSend, latencyStats, pushHealth, reportPushRun, round3, setupPush, wallNow, type PushSetup } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
 
 export const CHATS = 1000;
@@ -72,15 +71,7 @@ async function drive(setup: PushSetup, prefix: string, senders: number, seconds:
 
 /** Waits until every message of `phase` arrived, at most `ms` after the phase's end (polls every 5 ms). */
 async function drain(setup: PushSetup, phase: Phase, ms: number): Promise<boolean> {
-  const { receiver } = setup;
-  const missing = new Set(phase.sent.keys());
-  const deadline = phase.endWall + ms;
-  for (;;) {
-    for (const t of missing) if (receiver.messages.has(t)) missing.delete(t);
-    if (missing.size === 0) return true;
-    if (wallNow() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  return setup.receiver.waitForAll(phase.sent.keys(), phase.endWall + ms);
 }
 
 export const pushThroughput: Scenario = {
@@ -149,11 +140,7 @@ export const pushThroughput: Scenario = {
         );
       }
       const duplicates = receiver.duplicates - duplicatesBefore;
-      if (duplicates > 0) ctx.warn(`push throughput: ${duplicates} duplicate notifications (resends) received`);
-      if (receiver.malformed > 0) ctx.warn(`push throughput: ${receiver.malformed} POSTs to the receiver were not push JSON`);
-      const logLines = reportServerLog(ctx, 'push throughput', server);
-      const receiverLog = receiver.logLines();
-      if (receiverLog.length > 0) ctx.warn(`push throughput: receiver logged ${receiverLog.length} line(s), first: ${receiverLog[0]?.slice(0, 300)}`);
+      const logLines = reportPushRun(ctx, 'push throughput', receiver, server, duplicates);
       ctx.log(
         `push-throughput: ${phase.sent.size} sends in ${round3(windowS)} s, ${Math.round(pushesPerSec)} pushes/s received in the window, ` +
           `p50 ${s.p50} ms, p99 ${s.p99} ms, last push received ${Math.round(lastReceive - phase.endWall)} ms after the end, lost ${lost}`,
