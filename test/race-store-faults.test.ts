@@ -188,7 +188,7 @@ describe('a slow ownership check racing an operation that parks a dormant chat',
     const gateOpen: { release?: () => void } = {};
     const sessions = new LiveSessions(faulty(store, faults), '117', undefined, {
       isAlive: async (owner) => owner === '117',
-      leaseValid: () => false, // the lease lapsed: every use checks ownership in the store
+      lease: { valid: () => false, lapses: () => 0 }, // the lease lapsed: every use checks ownership in the store
     });
     const chatId = 'CHAT-PARK-RACE-01';
     const now = clock.now();

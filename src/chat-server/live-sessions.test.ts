@@ -39,7 +39,7 @@ describe('LiveSessions and the ownership lease', () => {
   });
 
   // Nodes 117 (this one) and 201 are alive.
-  const sessions = () => new LiveSessions(store, '117', undefined, { isAlive: async (owner) => owner === '117' || owner === '201', leaseValid: () => leaseValid });
+  const sessions = () => new LiveSessions(store, '117', undefined, { isAlive: async (owner) => owner === '117' || owner === '201', lease: { valid: () => leaseValid, lapses: () => 0 } });
 
   const opened = () =>
     openSession({ chatId: 'c1', serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'Ann', text: 'hello' }, 1000);

@@ -26,15 +26,11 @@ export interface Ownership {
   /** Is that node alive (registered with a fresh heartbeat)? A single node: only itself. */
   isAlive(owner: string): Promise<boolean>;
   /**
-   * Is this node's own ownership lease current (see cluster/lease.ts)? While it is not, a session held in
-   * memory is checked against the store at every use. Absent: always (a single node).
+   * This node's ownership lease (cluster/lease.ts); absent on a single node. While it is not valid, a
+   * session held in memory is checked against the store at every use; when its lapse count grows, every
+   * held session is checked once more (it may have moved during the lapse).
    */
-  leaseValid?(): boolean;
-  /**
-   * How many times the lease lapsed and was renewed (cluster/lease.ts). When it grows, every session held
-   * in memory is checked against the store once more before use: it may have moved during the lapse.
-   */
-  leaseLapses?(): number;
+  lease?: { valid(): boolean; lapses(): number };
   /** Adjusts a session this node just restored from a dead node (before it is used). */
   restore?(session: Session, from: string): Session;
   /** A session owned by a dead node was claimed by this one. */
@@ -182,7 +178,7 @@ export class LiveSessions {
   async get(chatId: string): Promise<LiveSession> {
     this.noticeLapses();
     const hit = this.live.get(chatId);
-    if (hit !== undefined) return hit.unverified === true || this.ownership.leaseValid?.() === false ? this.verify(hit) : hit;
+    if (hit !== undefined) return hit.unverified === true || this.ownership.lease?.valid() === false ? this.verify(hit) : hit;
     let pending = this.loading.get(chatId);
     if (pending === undefined) {
       pending = this.load(chatId).finally(() => this.loading.delete(chatId));
@@ -193,7 +189,7 @@ export class LiveSessions {
 
   /** After a lapse of the ownership lease, every session held here is checked once before its next use. */
   private noticeLapses(): void {
-    const lapses = this.ownership.leaseLapses?.();
+    const lapses = this.ownership.lease?.lapses();
     if (lapses === undefined || lapses === this.seenLapses) return;
     this.seenLapses = lapses;
     for (const e of this.live.values()) e.unverified = true;

@@ -86,7 +86,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   let timers: SessionTimers | undefined;
   const sessions = new LiveSessions(deps.store, alias, outboxFor, {
     isAlive: opts.isAlive ?? (async (owner) => owner === alias),
-    ...(opts.lease === undefined ? {} : { leaseValid: () => opts.lease?.valid() ?? true, leaseLapses: () => opts.lease?.lapses() ?? 0 }),
+    ...(opts.lease === undefined ? {} : { lease: opts.lease }),
     restore(session, from) {
       deps.log.info({ chatId: session.chatId, from, to: alias }, 'session restored');
       // Client-side restoration re-acknowledges push at once (the request itself); an agent-side one waits
