@@ -35,6 +35,7 @@ import { haRestore } from './scenarios/ha-restore.ts';
 import { haSends } from './scenarios/ha-sends.ts';
 import { haSettings } from './lib/ha.ts';
 import { dormant, dormantSettings, dormantSettingsLine } from './scenarios/dormant.ts';
+import { envNumber } from './lib/env.ts';
 
 /** Suites: name -> scenarios, run in order. Add a scenario module and list it here. */
 const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
@@ -50,13 +51,6 @@ const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
-function envNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return n;
-}
 
 const tempDirs: string[] = [];
 function removeTempDirs(): void {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { Pool } from 'undici';
 import type { Envelope } from './parley.ts';
+import { envInt } from './env.ts';
 
 /** Issue 8: this many sessions restored after a node loss... */
 export const TARGET_SESSIONS = 100_000;
@@ -23,13 +24,6 @@ export interface HaSettings {
   readonly cpuProfDir: string | undefined;
 }
 
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 export function haSettings(): HaSettings {
   const quick = process.env['BENCH_QUICK'] === '1';

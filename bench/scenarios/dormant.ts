@@ -42,6 +42,7 @@ import {
 } from '../lib/dormant.ts';
 import { latencyStats, round3 } from '../lib/push.ts';
 import type { BenchContext, Row, Scenario } from '../lib/types.ts';
+import { envInt } from '../lib/env.ts';
 
 /** Issue 8's figures. */
 export const TARGET_SESSIONS = 1_000_000;
@@ -50,13 +51,6 @@ export const TARGET_RSS_BYTES = 1.5e9;
 export const TARGET_WAKE_P99_MS = 5;
 const WARMUP_WAKEUPS = 50;
 
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 export interface DormantSettings {
   readonly sessions: number;

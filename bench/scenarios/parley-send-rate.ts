@@ -8,6 +8,7 @@
 import { encodeRequests, openLoop } from '../lib/open-loop.ts';
 import { createChats, identityForm, mapLimit, opPath, reportServerLog, startParley, syncPosition } from '../lib/parley.ts';
 import type { BenchContext, Row, Scenario } from '../lib/types.ts';
+import { envNumber } from '../lib/env.ts';
 
 const CHATS = 200;
 const CONNECTIONS = 100;
@@ -15,11 +16,7 @@ const TARGET_RATE = 10_000;
 const TARGET_P99_MS = 25;
 
 function sendRate(): number {
-  const raw = process.env['BENCH_SEND_RATE'];
-  if (raw === undefined || raw.trim() === '') return TARGET_RATE;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_SEND_RATE must be a positive number, got "${raw}"`);
-  return n;
+  return envNumber('BENCH_SEND_RATE', TARGET_RATE);
 }
 
 export const parleySendRate: Scenario = {

@@ -33,6 +33,7 @@ import { encodeRequests, openLoop, type OpenLoopResult, type PollRequest } from 
 import { CollectingLogger, CountingGateway, CpuWindow, interval, kilo, seededRandom, sleep } from '../lib/pings.ts';
 import { latencyStats, round3 } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
+import { envInt } from '../lib/env.ts';
 
 /** The seed's figure: 100K sessions. */
 export const REFERENCE_SESSIONS = 100_000;
@@ -54,13 +55,6 @@ limit-for-sessions = 1000000
 limit-for-flex-users = 1000000
 `;
 
-function envInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 export interface PingsSettings {
   readonly sessions: number;

@@ -7,19 +7,14 @@
 import { procCpuMs } from '../lib/load.ts';
 import { agentSend, latencyStats, pushHealth, reportPushRun, round3, setupPush, wallNow } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
+import { envInt } from '../lib/env.ts';
 
 export const CHATS = 250;
 /** A notification not received this long after its send started is counted as lost. */
 const LOST_AFTER_MS = 5_000;
 
 function messageCount(): number {
-  const raw = process.env['BENCH_PUSH_MESSAGES'];
-  if (raw !== undefined && raw.trim() !== '') {
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_PUSH_MESSAGES must be a positive integer, got "${raw}"`);
-    return n;
-  }
-  return process.env['BENCH_QUICK'] === '1' ? 300 : 2000;
+  return envInt('BENCH_PUSH_MESSAGES', process.env['BENCH_QUICK'] === '1' ? 300 : 2000);
 }
 
 export const pushLatency: Scenario = {

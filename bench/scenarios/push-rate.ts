@@ -17,6 +17,7 @@ import { openLoop } from '../lib/open-loop.ts';
 import { explainTail } from '../lib/stalls.ts';
 import { latencyStats, pushHealth, reportPushRun, round3, setupPush, type LatencyStats, type PushSetup } from '../lib/push.ts';
 import type { BenchContext, LoadSettings, Row, Scenario } from '../lib/types.ts';
+import { envNumber } from '../lib/env.ts';
 
 export const CHATS = 1000;
 export const CONNECTIONS = 128;
@@ -27,11 +28,7 @@ export const TARGET_P99_MS = 10;
 const LOST_AFTER_MS = 5_000;
 
 export function pushRate(): number {
-  const raw = process.env['BENCH_PUSH_RATE'];
-  if (raw === undefined || raw.trim() === '') return 5000;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_PUSH_RATE must be a positive number, got "${raw}"`);
-  return n;
+  return envNumber('BENCH_PUSH_RATE', 5000);
 }
 
 interface Phase {
