@@ -31,6 +31,23 @@ password = alice-secret
 max-chats = 3
 `;
 
+async function sampleAllocations(file: string): Promise<() => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 16384,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 async function main(): Promise<void> {
   const file = process.argv[2];
   const config =
@@ -42,8 +59,15 @@ async function main(): Promise<void> {
   // BENCH_SERVER_STALLS=<file>: event-loop stalls and GC pauses, for the tail analysis (bench/lib/stalls.ts).
   const stalls = process.env['BENCH_SERVER_STALLS'];
   if (stalls !== undefined && stalls !== '') watchStalls(stalls);
+  // BENCH_SERVER_HEAP_PROF=<file>: a sampling heap profile of every allocation (collected ones included),
+  // from READY to the stop, written as a .heapprofile (Chrome DevTools format).
+  const heapProf = process.env['BENCH_SERVER_HEAP_PROF'];
+  const stopHeapProf = heapProf === undefined || heapProf === '' ? async () => undefined : await sampleAllocations(heapProf);
   process.stdout.write(`READY ${running.url}\n`);
-  exitWithParent(() => running.close());
+  exitWithParent(async () => {
+    await stopHeapProf();
+    await running.close();
+  });
 }
 
 main().catch((err: unknown) => {

@@ -2,6 +2,7 @@
  * A minimal Chat API v2 client for benchmark setup (not for the measured traffic, which autocannon sends):
  * Request Chat, send, refresh over form-urlencoded POSTs with the global fetch.
  */
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext } from './types.ts';
 
@@ -113,9 +114,15 @@ export async function startParley(ctx: BenchContext, env: Record<string, string>
   const dbPath = join(ctx.tempDir('parley-bench-'), 'parley.db');
   // BENCH_SERVER_CPU_PROF=<dir>: profile the server with node --cpu-prof (the profile is written when it stops).
   const prof = process.env['BENCH_SERVER_CPU_PROF'];
+  // BENCH_SERVER_NODE_ARGS: more node/V8 options for the server (space-separated), e.g. GC flags.
+  const extra = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const nodeArgs = [...(prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]), ...extra];
+  // BENCH_SERVER_STDOUT=<file>: the server's stdout after READY goes there (e.g. the lines of --trace-gc).
+  const out = process.env['BENCH_SERVER_STDOUT'];
   const child = await ctx.spawnServer('server-parley.ts', {
     env: { PARLEY_STORE_PATH: dbPath, PARLEY_STORE_SYNCHRONOUS: 'normal', ...env },
-    ...(prof === undefined || prof === '' ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] }),
+    ...(nodeArgs.length === 0 ? {} : { nodeArgs }),
+    ...(out === undefined || out === '' ? {} : { onStdoutLine: (line: string) => appendFileSync(out, `${line}\n`) }),
   });
   return { url: child.url, pid: child.pid, dbPath, logLines: () => child.stderrLines(), stop: () => child.stop() };
 }
