@@ -32,6 +32,17 @@ export interface ClientIdentity {
 
 export type RequestChatInput = Omit<core.OpenSessionInput, 'chatId' | 'secureKey' | 'userId' | 'alias' | 'serviceName'>;
 
+/**
+ * What makes a Request Chat safe to send again: the chat id the gateway chose for it and the call's
+ * idempotency key. A gateway that got no answer (a timeout, a node that died after its commit) sends the
+ * same call again, maybe to another node; the chat it opened the first time is then answered again, not
+ * opened a second time.
+ */
+export interface RetryKey {
+  readonly chatId: string;
+  readonly requestId: string;
+}
+
 export type ClientOperation =
   | { readonly op: 'send'; readonly message: string; readonly messageType?: string | undefined }
   | { readonly op: 'refresh' }
@@ -88,7 +99,11 @@ export interface ClientOpsDeps {
 export class ClientOps {
   constructor(private readonly d: ClientOpsDeps) {}
 
-  async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
+  async requestChat(serviceName: string, input: RequestChatInput, retry?: RetryKey): Promise<ClientReply> {
+    if (retry !== undefined) {
+      const done = await this.openedBy(retry);
+      if (done !== undefined) return done;
+    }
     const subscription = this.subscription(input.userData ?? {});
     this.d.admit?.(subscription !== undefined);
     const asyncMode = this.d.asyncServices.has(serviceName) || isTrue(input.userData?.['GCTI_Chat_AsyncMode']);
@@ -98,15 +113,39 @@ export class ClientOps {
         asyncMode,
         ...(subscription === undefined ? {} : { push: { subscription, active: this.d.push.onJoin } }),
         serviceName,
-        chatId: this.d.ids.chatId(),
+        chatId: retry?.chatId ?? this.d.ids.chatId(),
         secureKey: this.d.ids.secureKey(),
         userId: this.d.ids.userId(),
         alias: this.d.alias,
       },
       this.d.clock.now(),
     );
-    const entry = await this.d.sessions.create(change);
+    let entry: LiveSession;
+    try {
+      entry = await this.d.sessions.create(core.rememberRequest(change, retry?.requestId));
+    } catch (err) {
+      // The first attempt of the same call, still running elsewhere, stored the chat first.
+      const done = retry === undefined ? undefined : await this.openedBy(retry).catch(() => undefined);
+      if (done !== undefined) return done;
+      throw err;
+    }
     this.d.hooks?.created(entry.session);
+    return reply(entry, 'all');
+  }
+
+  /**
+   * The reply to a Request Chat sent again: the chat its first attempt opened, or undefined when there is
+   * none yet. A chat of that id opened by another call is refused (the key is not this call's).
+   */
+  private async openedBy(retry: RetryKey): Promise<ClientReply | undefined> {
+    let entry: LiveSession;
+    try {
+      entry = await this.d.sessions.get(retry.chatId);
+    } catch (err) {
+      if (err instanceof ParleyError && err.code === 'UNKNOWN_CHAT') return undefined;
+      throw err;
+    }
+    if (!core.alreadyApplied(entry.session, retry.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
     return reply(entry, 'all');
   }
 

@@ -8,13 +8,19 @@ import type { Position } from '../chat/transcript.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
-import type { ClientIdentity, ClientOperation, ClientOps, RequestChatInput } from './client-ops.ts';
+import type { ClientIdentity, ClientOperation, ClientOps, RequestChatInput, RetryKey } from './client-ops.ts';
 
 export const NODE_RPC_PATH = '/internal/chat';
 export const NODE_TOKEN_HEADER = 'x-parley-node-token';
 
 export type NodeCall =
-  | { readonly call: 'requestChat'; readonly serviceName: string; readonly input: RequestChatInput }
+  | {
+      readonly call: 'requestChat';
+      readonly serviceName: string;
+      readonly input: RequestChatInput;
+      /** Set by a gateway that may send the same Request Chat again (after a timeout, to another node). */
+      readonly retryKey?: RetryKey;
+    }
   | { readonly call: 'perform'; readonly chatId: string; readonly serviceName: string; readonly identity: ClientIdentity; readonly op: ClientOperation; readonly position: Position }
   | {
       readonly call: 'upload';
@@ -30,7 +36,7 @@ export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize
   async function run(call: NodeCall): Promise<unknown> {
     switch (call.call) {
       case 'requestChat':
-        return o.client.requestChat(call.serviceName, call.input);
+        return o.client.requestChat(call.serviceName, call.input, retryKeyOf(call.retryKey));
       case 'perform':
         return o.client.perform(call.chatId, call.serviceName, call.identity, call.op, call.position);
       case 'upload':
@@ -61,4 +67,13 @@ export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize
       sendJson(res, err.spec.http, { error: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) } });
     }
   };
+}
+
+/** A retry key as sent: both parts short strings of letters, digits and dashes, or absent. */
+function retryKeyOf(v: unknown): RetryKey | undefined {
+  if (v === undefined || v === null) return undefined;
+  const k = v as Partial<Record<keyof RetryKey, unknown>>;
+  const ok = (x: unknown): x is string => typeof x === 'string' && /^[0-9A-Za-z-]{1,64}$/.test(x);
+  if (typeof v !== 'object' || !ok(k.chatId) || !ok(k.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
+  return { chatId: k.chatId, requestId: k.requestId };
 }

@@ -12,6 +12,7 @@ import type { Position } from '../chat/transcript.ts';
 import type { FileMeta } from '../chat/types.ts';
 import type { NodeDirectory } from '../cluster/node-directory.ts';
 import { ERRORS, ParleyError, type ErrorCode } from '../errors.ts';
+import { createRandomIds, type IdSource } from '../ids.ts';
 import type { NodeRecord } from '../store/port.ts';
 import type { NodeLink } from './node-link.ts';
 
@@ -20,14 +21,20 @@ const ATTEMPTS = 4;
 export class RemoteNodeLink implements NodeLink {
   private readonly pools = new Map<string, Pool>();
 
+  private readonly ids: Pick<IdSource, 'chatId'>;
+
   constructor(
     private readonly nodes: NodeDirectory,
-    private readonly opts: { token: string; timeoutMs: number },
-  ) {}
+    private readonly opts: { token: string; timeoutMs: number; ids?: Pick<IdSource, 'chatId'> },
+  ) {
+    this.ids = opts.ids ?? createRandomIds();
+  }
 
   async requestChat(serviceName: string, input: RequestChatInput): Promise<ClientReply> {
-    // A node over its session limit answers UNAVAILABLE: try the next one.
-    return this.route(undefined, { call: 'requestChat', serviceName, input }) as Promise<ClientReply>;
+    // A node over its session limit answers UNAVAILABLE: try the next one. Every attempt carries the same
+    // chat id and key, so a node that gets the call again answers the chat the first attempt opened.
+    const retryKey = { chatId: this.ids.chatId(), requestId: randomUUID() };
+    return this.route(undefined, { call: 'requestChat', serviceName, input, retryKey }) as Promise<ClientReply>;
   }
 
   perform(chatId: string, serviceName: string, identity: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
