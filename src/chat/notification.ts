@@ -38,7 +38,7 @@ export interface Notification {
   readonly sends: number;
   /** Failed POSTs since the last success. */
   readonly failures: number;
-  /** When to try next; null = parked until the session's next activity (no gateway node). */
+  /** When to try next; null = parked (no gateway node) until the session's next activity or a node joins, at most until `parkedUntil`. */
   readonly nextAttemptAt: number | null;
   readonly lastError?: string;
   readonly finishedAt?: number;
@@ -182,7 +182,21 @@ export function park(n: Notification, reason: string): Notification {
   return { ...n, nextAttemptAt: null, lastError: reason };
 }
 
-/** The session's next activity: parked notifications are due again. */
+/**
+ * Until when a parked notification waits for a gateway node: the window a reliable notification's retries
+ * get, flex-push-resend-delay × (flex-push-resend-attempts + 1) after it was created.
+ */
+export function parkedUntil(n: Notification, p: ResendPolicy): number {
+  return n.createdAt + p.resendDelayMs * (p.resendAttempts + 1);
+}
+
+/** A parked notification whose wait is over has failed (no gateway node came); any other is unchanged. */
+export function expireParked(n: Notification, now: number, p: ResendPolicy): Notification {
+  if (n.nextAttemptAt !== null || isFinal(n) || now < parkedUntil(n, p)) return n;
+  return fail(n, now, n.lastError ?? 'no gms node found in group');
+}
+
+/** The session's next activity, or a gateway node joining the group: parked notifications are due again. */
 export function unpark(n: Notification, now: number): Notification {
   return n.nextAttemptAt === null && !isFinal(n) ? { ...n, nextAttemptAt: now } : n;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { agentJoin, openSession, say } from '../chat/session.ts';
 import { notificationFor, type Notification } from '../chat/notification.ts';
 import type { Session } from '../chat/types.ts';
+import { ManualClock } from '../clock.ts';
 import { silentLogger } from '../log.ts';
 import { createMetrics } from '../metrics.ts';
 import type { Store } from '../store/port.ts';
@@ -96,5 +97,82 @@ describe('PushEngine kicks', () => {
     await new Promise((r) => setTimeout(r, 60));
     expect(delivered).toEqual([]);
     expect(saved.length).toBe(savedAtStop);
+  });
+});
+
+describe('PushEngine parked notifications (no gateway node in the group)', () => {
+  function reliable(id: string): Notification {
+    const n = notification(id);
+    return { ...n, subscription: { ...n.subscription, resend: true } };
+  }
+
+  function parkedEngine(loaded: Notification[] = []) {
+    const clock = new ManualClock(3000);
+    const saved: Notification[] = [];
+    const store = {
+      saveNotifications: async (ns: readonly Notification[]) => {
+        saved.push(...ns);
+      },
+      loadActiveNotifications: async () => loaded,
+    } as unknown as Store;
+    const registry = new GatewayRegistry();
+    const delivered: string[] = [];
+    const engine = new PushEngine({
+      store,
+      clock,
+      registry,
+      // Parked at most 1000 × (1 + 1) = 2 s after creation.
+      policy: { resendDelayMs: 1000, resendAttempts: 1, backoffMs: () => 100 },
+      maxInFlight: 8,
+      log: silentLogger,
+      metrics: createMetrics(),
+    });
+    const join = () =>
+      registry.register({
+        nodeId: 'gw1',
+        group: 'g',
+        deliver: async (n) => {
+          delivered.push(n.id);
+          return { kind: 'delivered' };
+        },
+      });
+    return { clock, saved, engine, join, delivered };
+  }
+
+  it('is sent as soon as a gateway node joins its group, without any activity of the session', async () => {
+    const { engine, join, delivered } = parkedEngine();
+    engine.add([notification('p1')]);
+    await engine.tick();
+    expect(delivered).toEqual([]);
+    expect(engine.depth).toBe(1);
+    join();
+    await engine.tick();
+    expect(delivered).toEqual(['p1']);
+    expect(engine.depth).toBe(0);
+  });
+
+  it('fails once the resend window is over when no node comes (its chat may have ended: no activity will come)', async () => {
+    const { clock, saved, engine, delivered } = parkedEngine();
+    engine.add([reliable('p2')]);
+    await engine.tick();
+    clock.advance(1999);
+    await engine.tick();
+    expect(engine.depth).toBe(1);
+    clock.advance(1);
+    await engine.tick();
+    expect(engine.depth).toBe(0);
+    expect(delivered).toEqual([]);
+    expect(saved.at(-1)).toMatchObject({ id: 'p2', state: 'failed', lastError: 'no gms node found in group' });
+  });
+
+  it('a parked notification loaded from the store (after a restart) expires the same way', async () => {
+    const parked: Notification = { ...reliable('p3'), nextAttemptAt: null, lastError: 'no gms node found in group', attempts: 1 };
+    const { clock, saved, engine } = parkedEngine([parked]);
+    await engine.load();
+    expect(engine.depth).toBe(1);
+    clock.advance(2000);
+    await engine.tick();
+    expect(engine.depth).toBe(0);
+    expect(saved.at(-1)).toMatchObject({ id: 'p3', state: 'failed' });
   });
 });

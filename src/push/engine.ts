@@ -14,8 +14,10 @@ import {
   afterAttempt,
   beforeAttempt,
   durable,
+  expireParked,
   isFinal,
   park,
+  parkedUntil,
   unpark,
   type DeliveryOutcome,
   type Notification,
@@ -53,16 +55,22 @@ export class PushEngine {
   private readonly pendingKicks = new Set<'microtask' | 'immediate'>();
   private running = false;
 
-  constructor(private readonly d: PushEngineDeps) {}
+  constructor(private readonly d: PushEngineDeps) {
+    d.registry.onJoin((group) => this.gatewayJoined(group));
+  }
 
   /** Loads what was not final when the process stopped: a restart resends it. */
   async load(): Promise<void> {
     for (const n of await this.d.store.loadActiveNotifications()) this.track(n);
   }
 
-  /** Puts a notification where its next attempt waits: the ready queue, the index, or nowhere (parked/final). */
+  /** Puts a notification where its next attempt waits: the ready queue or the index (a parked one: its expiry), or nowhere (final). */
   private schedule(n: Notification): void {
-    if (isFinal(n) || n.nextAttemptAt === null) return;
+    if (isFinal(n)) return;
+    if (n.nextAttemptAt === null) {
+      this.later.push(parkedUntil(n, this.d.policy), n.id);
+      return;
+    }
     if (n.nextAttemptAt <= this.d.clock.now()) {
       if (!this.queued.has(n.id)) {
         this.queued.add(n.id);
@@ -136,12 +144,20 @@ export class PushEngine {
   /** Activity of a session: notifications parked for want of a gateway node become due again. */
   activity(chatId: string): void {
     const ids = this.byChat.get(chatId);
-    if (ids === undefined) return;
+    if (ids !== undefined) this.unparkWhere(ids, () => true);
+  }
+
+  /** A gateway node joined `group`: the notifications parked for want of one there become due again. */
+  private gatewayJoined(group: string): void {
+    this.unparkWhere(this.active.keys(), (n) => n.subscription.nodeGroup === group);
+  }
+
+  private unparkWhere(ids: Iterable<string>, which: (n: Notification) => boolean): void {
     const now = this.d.clock.now();
     let any = false;
     for (const id of ids) {
       const n = this.active.get(id);
-      if (n !== undefined && n.nextAttemptAt === null) {
+      if (n !== undefined && n.nextAttemptAt === null && !isFinal(n) && which(n)) {
         const due = unpark(n, now);
         this.active.set(id, due);
         this.schedule(due);
@@ -156,7 +172,13 @@ export class PushEngine {
     const now = this.d.clock.now();
     for (const { at, key } of this.later.popDue(now)) {
       const n = this.active.get(key);
-      if (n !== undefined && n.nextAttemptAt === at) this.schedule(n);
+      if (n === undefined) continue;
+      if (n.nextAttemptAt === at) this.schedule(n);
+      else if (n.nextAttemptAt === null && !this.inFlight.has(key)) {
+        // Parked, and no gateway node came in time (the chat may have ended: no activity will come).
+        const expired = expireParked(n, now, this.d.policy);
+        if (isFinal(expired)) this.finish(expired);
+      }
     }
     const started: Array<Promise<void>> = [];
     while (this.inFlight.size < this.d.maxInFlight && this.head < this.ready.length) {

@@ -15,10 +15,12 @@ export class GatewayRegistry {
   private readonly nodes = new Map<string, GatewayNode>();
   private readonly bySession = new Map<string, string>();
   private turn = 0;
+  private readonly joinListeners: Array<(group: string) => void> = [];
 
   /** Registers a node (a gateway connecting with enable_notification_mode); returns its disconnect. */
   register(node: GatewayNode): () => void {
     this.nodes.set(node.nodeId, node);
+    for (const l of this.joinListeners) l(node.group);
     return () => {
       if (this.nodes.get(node.nodeId) === node) this.nodes.delete(node.nodeId);
     };
@@ -37,6 +39,11 @@ export class GatewayRegistry {
     const chosen = candidates[this.turn++ % candidates.length] as GatewayNode;
     this.bySession.set(chatId, chosen.nodeId);
     return chosen;
+  }
+
+  /** Called with the group of every node that registers. */
+  onJoin(listener: (group: string) => void): void {
+    this.joinListeners.push(listener);
   }
 
   /** Forgets the association of an ended session. */
