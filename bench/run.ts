@@ -28,7 +28,7 @@ import { parleySend } from './scenarios/parley-send.ts';
 import { parleySendRate } from './scenarios/parley-send-rate.ts';
 import { pushLatency } from './scenarios/push-latency.ts';
 import { pushThroughput } from './scenarios/push-throughput.ts';
-import { pushRate, pushRateScenario } from './scenarios/push-rate.ts';
+import { pushRate, pushRateScenario, pushRateSplitScenario } from './scenarios/push-rate.ts';
 import { pings, pingsSettings } from './scenarios/pings.ts';
 import { comparisonMarkdownTable, comparisonTextTable, hasComparison } from './lib/pings.ts';
 import { haRestore } from './scenarios/ha-restore.ts';
@@ -42,6 +42,7 @@ const SUITES: Readonly<Record<string, readonly Scenario[]>> = {
   core: [bare, parleySend, parleyRefresh, parleySendRate],
   push: [pushLatency, pushThroughput, pushRateScenario],
   'push-rate': [pushRateScenario],
+  'push-split': [pushRateSplitScenario],
   'send-rate': [parleySendRate],
   pings: [pings],
   ha: [haRestore, haSends],

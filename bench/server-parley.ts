@@ -9,6 +9,8 @@
  */
 import { loadConfigFile, parseConfig } from '../src/config/load.ts';
 import { createLogger } from '../src/log.ts';
+import { startChatServer } from '../src/roles/chat-server.ts';
+import { startGateway } from '../src/roles/gateway.ts';
 import { startAll } from '../src/roles/start.ts';
 import { exitWithParent } from './lib/child.ts';
 import { BENCH_SERVICE } from './lib/parley.ts';
@@ -39,7 +41,8 @@ async function sampleAllocations(file: string): Promise<() => Promise<void>> {
   await session.post('HeapProfiler.startSampling', {
     samplingInterval: 16384,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    // BENCH_SERVER_HEAP_PROF_PROMOTED=1: only what outlived the young generation (promoted or still alive).
+    includeObjectsCollectedByMinorGC: process.env['BENCH_SERVER_HEAP_PROF_PROMOTED'] !== '1',
   });
   return async () => {
     const { profile } = await session.post('HeapProfiler.stopSampling');
@@ -55,7 +58,18 @@ async function main(): Promise<void> {
       ? parseConfig(BENCH_INI + (process.env['BENCH_PARLEY_INI'] ?? ''), 'bench/server-parley.ts', process.env)
       : loadConfigFile(file, process.env);
   const log = createLogger({ level: process.env['PARLEY_LOG_LEVEL'] ?? 'warn', destination: process.stderr });
-  const running = await startAll(config, { log });
+  // BENCH_PARLEY_ROLE: `all` (default, every role in this process), or one role of a split deployment on
+  // the same store file: `chat-server` or `gateway` (the push suite's split scenario runs one of each).
+  const role = process.env['BENCH_PARLEY_ROLE'] ?? 'all';
+  const running =
+    role === 'chat-server'
+      ? await startChatServer(config, { log })
+      : role === 'gateway'
+        ? await startGateway(config, { log })
+        : role === 'all'
+          ? await startAll(config, { log })
+          : undefined;
+  if (running === undefined) throw new Error(`BENCH_PARLEY_ROLE: unknown role ${role}`);
   // BENCH_SERVER_STALLS=<file>: event-loop stalls and GC pauses, for the tail analysis (bench/lib/stalls.ts).
   const stalls = process.env['BENCH_SERVER_STALLS'];
   if (stalls !== undefined && stalls !== '') watchStalls(stalls);

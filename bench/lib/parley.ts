@@ -107,11 +107,10 @@ export interface ParleyUnderTest {
 }
 
 /**
- * Starts `bench/server-parley.ts` in its own process on a fresh SQLite file in a temp dir
+ * Starts `bench/server-parley.ts` in its own process on a fresh SQLite file in a temp dir, or on `dbPath`
  * (PARLEY_STORE_PATH), `[store] synchronous = normal`.
  */
-export async function startParley(ctx: BenchContext, env: Record<string, string> = {}): Promise<ParleyUnderTest> {
-  const dbPath = join(ctx.tempDir('parley-bench-'), 'parley.db');
+export async function startParley(ctx: BenchContext, env: Record<string, string> = {}, dbPath = join(ctx.tempDir('parley-bench-'), 'parley.db')): Promise<ParleyUnderTest> {
   // BENCH_SERVER_CPU_PROF=<dir>: profile the server with node --cpu-prof (the profile is written when it stops).
   const prof = process.env['BENCH_SERVER_CPU_PROF'];
   // BENCH_SERVER_NODE_ARGS: more node/V8 options for the server (space-separated), e.g. GC flags.

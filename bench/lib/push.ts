@@ -184,7 +184,10 @@ export function pushIni(receiverUrl: string, agents: number): string {
 
 export interface PushSetup {
   readonly receiver: ReceiverHandle;
+  /** The chat server (every role in one process, unless split). Agents and customers talk to it. */
   readonly server: ParleyUnderTest;
+  /** Split deployment: the gateway process that delivers the pushes (customhttp), beside the chat server. */
+  readonly gateway?: ParleyUnderTest;
   readonly pool: Pool;
   readonly agents: readonly AgentSession[];
   readonly chats: readonly PushChat[];
@@ -208,22 +211,41 @@ export interface PushChat extends BenchChat {
  * customhttp push and the payload included, each accepted by an agent; waits for the ParticipantJoined
  * notifications so that the measured traffic starts from a quiet state.
  */
-export async function setupPush(ctx: BenchContext, name: string, chatCount: number, connections: number, serverEnv: Record<string, string> = {}): Promise<PushSetup> {
+export async function setupPush(
+  ctx: BenchContext,
+  name: string,
+  chatCount: number,
+  connections: number,
+  serverEnv: Record<string, string> = {},
+  opts: { split?: boolean } = {},
+): Promise<PushSetup> {
   const t0 = performance.now();
   const agentCount = Math.ceil(chatCount / CHATS_PER_AGENT);
   let receiver: ReceiverHandle | undefined;
   let server: ParleyUnderTest | undefined;
+  let gateway: ParleyUnderTest | undefined;
   let pool: Pool | undefined;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     await pool?.destroy().catch(() => undefined);
-    await Promise.allSettled([server?.stop(), receiver?.stop()]);
+    await Promise.allSettled([gateway?.stop(), server?.stop(), receiver?.stop()]);
   };
   try {
     receiver = await ReceiverHandle.start(ctx);
-    server = await startParley(ctx, { ...serverEnv, BENCH_PARLEY_INI: pushIni(receiver.url, agentCount) });
+    const ini = pushIni(receiver.url, agentCount);
+    if (opts.split === true) {
+      // A split deployment on one SQLite file: the chat server node, and a gateway that keeps a
+      // notification socket to it and POSTs its pushes.
+      server = await startParley(ctx, { ...serverEnv, BENCH_PARLEY_INI: ini, BENCH_PARLEY_ROLE: 'chat-server' });
+      gateway = await startParley(ctx, { BENCH_PARLEY_INI: ini, BENCH_PARLEY_ROLE: 'gateway' }, server.dbPath);
+      const s = server;
+      const linked = await waitFor(async () => ((await (await fetch(`${s.url}/health`)).json()) as { gateway_nodes?: number }).gateway_nodes === 1, 15_000);
+      if (!linked) throw new Error(`${name}: the gateway did not open its notification socket to the chat server within 15 s`);
+    } else {
+      server = await startParley(ctx, { ...serverEnv, BENCH_PARLEY_INI: ini });
+    }
     const target = new URL(server.url);
     if (target.hostname !== '127.0.0.1') throw new Error(`benchmark traffic goes to 127.0.0.1 only, not ${target.hostname}`);
     pool = new Pool(server.url, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
@@ -266,7 +288,7 @@ export async function setupPush(ctx: BenchContext, name: string, chatCount: numb
     const r = receiver;
     const joined = await r.waitUntil(() => r.othersCount() >= chatCount, 15_000);
     if (!joined) ctx.warn(`${name}: only ${r.othersCount()} of ${chatCount} ParticipantJoined notifications arrived within 15 s of the accepts`);
-    return { receiver: r, server, pool: p, agents, chats, setupMs: Math.round(performance.now() - t0), stop };
+    return { receiver: r, server, ...(gateway === undefined ? {} : { gateway }), pool: p, agents, chats, setupMs: Math.round(performance.now() - t0), stop };
   } catch (e) {
     await stop();
     throw e;
@@ -360,4 +382,14 @@ export async function pushHealth(base: string): Promise<Record<string, unknown>>
   const res = await fetch(`${base}/health`);
   const body = (await res.json()) as { push?: Record<string, unknown> };
   return body.push ?? {};
+}
+
+/** Polls `check` every 50 ms until it is true (true) or `ms` passed (false). */
+async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }

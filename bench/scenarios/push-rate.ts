@@ -121,15 +121,21 @@ async function drain(setup: PushSetup, phase: Phase, ms: number): Promise<void> 
   await setup.receiver.waitForAll(phase.ok, phase.endWall + ms);
 }
 
-export const pushRateScenario: Scenario = {
-  name: 'push-rate',
+export const pushRateScenario = pushRateOn(false);
+/** The same with the gateway in its own process (a split deployment: chat server + gateway, as GMS is run). */
+export const pushRateSplitScenario = pushRateOn(true);
+
+function pushRateOn(split: boolean): Scenario {
+  const tag = split ? 'push-split' : 'push-rate';
+  return {
+  name: tag,
   budgetSeconds: (load: LoadSettings) => 150 + load.warmupSeconds + load.durationSeconds + 2 * LOST_AFTER_MS / 1000,
   async run(ctx: BenchContext): Promise<Row[]> {
     const rate = pushRate();
     // BENCH_PUSH_TAIL=1: the server logs its event-loop stalls and GC pauses (bench/lib/stalls.ts), and the
     // slow slices of the window are printed with what the server logged meanwhile.
     const stallFile = process.env['BENCH_PUSH_TAIL'] === '1' ? join(ctx.tempDir('parley-stalls-'), 'stalls.log') : undefined;
-    const setup = await setupPush(ctx, 'push-rate', CHATS, CONNECTIONS, stallFile === undefined ? {} : { BENCH_SERVER_STALLS: stallFile });
+    const setup = await setupPush(ctx, tag, CHATS, CONNECTIONS, stallFile === undefined ? {} : { BENCH_SERVER_STALLS: stallFile }, { split });
     try {
       const { receiver, server } = setup;
       const clock = await receiver.clockOffset();
@@ -153,12 +159,14 @@ export const pushRateScenario: Scenario = {
       const cpu0 = process.cpuUsage();
       const server0 = procCpuMs(server.pid);
       const receiver0 = procCpuMs(receiver.pid);
+      const gateway0 = setup.gateway === undefined ? undefined : procCpuMs(setup.gateway.pid);
       const mono0 = performance.now();
       const phase = await drive(setup, 'push-rate', rate, ctx.load.durationSeconds, warmupMessages);
       const wallMs = performance.now() - mono0;
       const cpu = process.cpuUsage(cpu0);
       const server1 = procCpuMs(server.pid);
       const receiver1 = procCpuMs(receiver.pid);
+      const gateway1 = setup.gateway === undefined ? undefined : procCpuMs(setup.gateway.pid);
       const pct = (ms: number) => Math.round((ms / wallMs) * 1000) / 10;
       const cpuOf = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : pct(b - a));
 
@@ -214,11 +222,11 @@ export const pushRateScenario: Scenario = {
         `push-rate: ${phase.scheduled.size} sends at ${rate}/s in ${round3(windowS)} s, ${Math.round(pushesPerSec)} pushes/s received in the window, ` +
           `p50 ${s.p50} ms, p99 ${s.p99} ms, scheduler lag p99 ${lag.p99} ms, lost ${lost}`,
       );
-      ctx.log(`push-rate: ${verdict}`);
+      ctx.log(`${tag}: ${verdict}`);
 
       return [
         {
-          scenario: `push open loop (${rate}/s)`,
+          scenario: split ? `push open loop, chat server + gateway (${rate}/s)` : `push open loop (${rate}/s)`,
           description:
             `agent sends issued on schedule at ${rate}/s over ${CHATS} chats and ${CONNECTIONS} connections (open loop); ` +
             `req/s = notifications received per second while sending; latency = receive - scheduled send time`,
@@ -256,7 +264,13 @@ export const pushRateScenario: Scenario = {
             summary: [verdict],
             lastSendReplyBytes: phase.lastReplyBytes,
             clockCheck: clock,
-            cpuPercent: { loadGenerator: pct((cpu.user + cpu.system) / 1000), server: cpuOf(server0, server1), receiver: cpuOf(receiver0, receiver1) },
+            cpuPercent: {
+              loadGenerator: pct((cpu.user + cpu.system) / 1000),
+              server: cpuOf(server0, server1),
+              receiver: cpuOf(receiver0, receiver1),
+              ...(setup.gateway === undefined ? {} : { gateway: cpuOf(gateway0, gateway1) }),
+            },
+            deployment: split ? 'split: chat server + gateway processes on one SQLite file' : 'one process (every role)',
             serverPush: health,
             serverLogLines: logLines,
             overTarget: tail.overTotal,
@@ -268,4 +282,5 @@ export const pushRateScenario: Scenario = {
       await setup.stop();
     }
   },
-};
+  };
+}
