@@ -3,10 +3,9 @@
  * timeout, and the SSRF guard on every connection (the lookup) and on IP-literal hosts (which undici
  * connects to without a lookup).
  */
-import { isIP } from 'node:net';
 import { Pool } from 'undici';
 import type { AttemptResult } from './retry-policy.ts';
-import { guardedLookup, type NetworkAllowList } from './ssrf.ts';
+import { guardedLookup, screenTarget, type NetworkAllowList } from './ssrf.ts';
 
 export interface HttpDeliveryOptions {
   readonly timeoutMs: number;
@@ -80,16 +79,12 @@ export class HttpDelivery {
 
 /** http(s) only; a host written as an IP address must be in the allowed networks (names are checked at lookup). */
 function parseTarget(url: string, allow: NetworkAllowList): Target {
-  let u: URL;
   try {
-    u = new URL(url);
+    const { url: u } = screenTarget(url, allow);
+    return { origin: u.origin, path: `${u.pathname}${u.search}` };
   } catch {
     return 'forbidden';
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'forbidden';
-  const host = u.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host) !== 0 && !allow.allows(host)) return 'forbidden';
-  return { origin: u.origin, path: `${u.pathname}${u.search}` };
 }
 
 function errorCode(err: unknown): string {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParleyError } from '../errors.ts';
-import { checkTarget, guardedLookup, parseAllowList, type NetworkAllowList, type Resolve } from './ssrf.ts';
+import { checkTarget, guardedLookup, parseAllowList, screenTarget, type NetworkAllowList, type Resolve } from './ssrf.ts';
 
 const PUBLIC = parseAllowList(['public']);
 const LOOPBACK = parseAllowList(['loopback']);
@@ -402,5 +402,24 @@ describe('checkTarget', () => {
 
   it.each(['', 'not a url', '/relative/path', 'hooks.example.com/push', 'http://'])('refuses %j as INVALID_PARAMETER', async (url) => {
     expect(await codeOf(url)).toBe('INVALID_PARAMETER');
+  });
+});
+
+describe('screenTarget (the part without DNS, also used by every POST)', () => {
+  it.each(['http://127.0.0.1:1/', 'http://[::1]/', 'http://0x7f.1/', 'http://169.254.169.254/latest/meta-data/', 'http://10.1.2.3/'])(
+    'refuses the IP-literal target %s under public, without a lookup',
+    (url) => {
+      expect(() => screenTarget(url, PUBLIC)).toThrow(expect.objectContaining({ code: 'PUSH_TARGET_FORBIDDEN' }) as Error);
+    },
+  );
+
+  it('passes a host name on (checked at lookup) and says whether the host was an address', () => {
+    expect(screenTarget('https://hooks.example.com/push?x=1', PUBLIC)).toMatchObject({ host: 'hooks.example.com', literal: false });
+    expect(screenTarget('http://[2606:4700::1]:8443/', PUBLIC)).toMatchObject({ host: '2606:4700::1', literal: true });
+  });
+
+  it('refuses other schemes and non-URLs with the same codes as checkTarget', () => {
+    expect(() => screenTarget('ftp://x', PUBLIC)).toThrow(expect.objectContaining({ code: 'PUSH_TARGET_FORBIDDEN' }) as Error);
+    expect(() => screenTarget('not a url', PUBLIC)).toThrow(expect.objectContaining({ code: 'INVALID_PARAMETER' }) as Error);
   });
 });

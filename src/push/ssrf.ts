@@ -255,10 +255,11 @@ function targetForbidden(reason: string, cause?: unknown): ParleyError {
 }
 
 /**
- * Validates a push target URL: absolute http(s), no credentials, and every address of its host
- * allowed. IP-literal hosts are judged here directly, since connect-time `lookup` never sees them.
+ * The part of a push target check that needs no DNS: an absolute http(s) URL with a host, and a host
+ * written as an IP address inside the allowed networks (connect-time `lookup` never sees those). Throws
+ * INVALID_PARAMETER or PUSH_TARGET_FORBIDDEN; a host name is left to `checkTarget` or the guarded lookup.
  */
-export async function checkTarget(url: string, allow: NetworkAllowList, resolve: Resolve = defaultResolve): Promise<void> {
+export function screenTarget(url: string, allow: NetworkAllowList): { readonly url: URL; readonly host: string; readonly literal: boolean } {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -266,14 +267,21 @@ export async function checkTarget(url: string, allow: NetworkAllowList, resolve:
     throw new ParleyError('INVALID_PARAMETER', 'The push target is not an absolute URL.');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw targetForbidden(`scheme ${parsed.protocol} is not http: or https:`);
-  if (parsed.username !== '' || parsed.password !== '') throw targetForbidden('credentials in the URL are not allowed');
   // WHATWG URL has already normalised IPv4 forms such as 0x7f.1 or 2130706433 to dotted quads.
   const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
   if (host === '') throw targetForbidden('the URL has no host');
-  if (isIP(host) !== 0) {
-    if (!allow.allows(host)) throw targetForbidden(`address ${host} is outside the allowed networks (${allow.description})`);
-    return;
-  }
+  const literal = isIP(host) !== 0;
+  if (literal && !allow.allows(host)) throw targetForbidden(`address ${host} is outside the allowed networks (${allow.description})`);
+  return { url: parsed, host, literal };
+}
+
+/**
+ * Validates a push target URL: `screenTarget`, no credentials, and every address of its host allowed.
+ */
+export async function checkTarget(url: string, allow: NetworkAllowList, resolve: Resolve = defaultResolve): Promise<void> {
+  const { url: parsed, host, literal } = screenTarget(url, allow);
+  if (parsed.username !== '' || parsed.password !== '') throw targetForbidden('credentials in the URL are not allowed');
+  if (literal) return;
   let addresses: Array<{ address: string; family: number }>;
   try {
     addresses = await resolve(host);
