@@ -6,28 +6,11 @@
 import type { Clock } from '../clock.ts';
 import { canTake, hold, offeredTo, transfer } from '../chat/routing.ts';
 import * as core from '../chat/session.ts';
-import type { Change, ChatEvent, FileMeta, Session, SessionState } from '../chat/types.ts';
+import type { ChatSummary } from '../chat/summary.ts';
+import type { Change, ChatEvent, FileMeta, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { AgentAccount } from './agent-directory.ts';
 import type { LiveSessions } from './live-sessions.ts';
-
-export interface ChatSummary {
-  readonly chatId: string;
-  readonly serviceName: string;
-  readonly state: SessionState;
-  readonly nickname: string;
-  readonly subject: string;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-  readonly lastIndex: number;
-  readonly agents: readonly string[];
-  readonly asyncMode: boolean;
-  /** Dormant: whose workbin. */
-  readonly workbinAgentId?: string;
-  /** Waiting: offered only to this agent until `routedUntil`. */
-  readonly routedTo?: string;
-  readonly routedUntil?: number;
-}
 
 export function summarize(s: Session): ChatSummary {
   return {

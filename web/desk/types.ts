@@ -4,23 +4,9 @@
 export type { ChatEvent, Party, ParticipantType } from '../../src/chat/types.ts';
 import type { ChatEvent } from '../../src/chat/types.ts';
 
-export type ChatState = 'waiting' | 'active' | 'dormant' | 'ended';
-
-export interface ChatSummary {
-  readonly chatId: string;
-  readonly serviceName: string;
-  readonly state: ChatState;
-  readonly nickname: string;
-  readonly subject: string;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-  readonly lastIndex: number;
-  readonly agents: readonly string[];
-  readonly asyncMode: boolean;
-  readonly workbinAgentId?: string;
-  readonly routedTo?: string;
-  readonly routedUntil?: number;
-}
+// The chat summary too (src/chat/summary.ts: types only).
+export type { ChatSummary } from '../../src/chat/summary.ts';
+import type { ChatSummary } from '../../src/chat/summary.ts';
 
 export interface Agent {
   readonly agentId: string;
