@@ -4,39 +4,22 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
-import type { Position } from '../chat/transcript.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
-import type { ClientIdentity, ClientOperation, ClientOps, RequestChatInput, RetryKey } from './client-ops.ts';
+import type { ClientOps } from './client-ops.ts';
+import { parseNodeCall, type NodeCall } from './node-call.ts';
 
 export const NODE_RPC_PATH = '/internal/chat';
 export const NODE_TOKEN_HEADER = 'x-parley-node-token';
 
-export type NodeCall =
-  | {
-      readonly call: 'requestChat';
-      readonly serviceName: string;
-      readonly input: RequestChatInput;
-      /** Set by a gateway that may send the same Request Chat again (after a timeout, to another node). */
-      readonly retryKey?: RetryKey;
-    }
-  | { readonly call: 'perform'; readonly chatId: string; readonly serviceName: string; readonly identity: ClientIdentity; readonly op: ClientOperation; readonly position: Position }
-  | {
-      readonly call: 'upload';
-      readonly chatId: string;
-      readonly serviceName: string;
-      readonly identity: ClientIdentity;
-      readonly file: { fileName: string; contentType: string; base64: string; description?: string };
-      readonly position: Position;
-    }
-  | { readonly call: 'download'; readonly chatId: string; readonly serviceName: string; readonly identity: ClientIdentity; readonly fileId: string };
+export type { NodeCall } from './node-call.ts';
 
 export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize: number; accepting: () => boolean }) {
   async function run(call: NodeCall): Promise<unknown> {
     switch (call.call) {
       case 'requestChat':
-        return o.client.requestChat(call.serviceName, call.input, retryKeyOf(call.retryKey));
+        return o.client.requestChat(call.serviceName, call.input, call.retryKey);
       case 'perform':
         return o.client.perform(call.chatId, call.serviceName, call.identity, call.op, call.position);
       case 'upload':
@@ -60,7 +43,7 @@ export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize
       const given = req.headers[NODE_TOKEN_HEADER];
       if (o.token !== '' && !constantTimeEqual(typeof given === 'string' ? given : '', o.token)) throw new ParleyError('API_KEY_REQUIRED', 'Bad node token.');
       if (!o.accepting()) throw new ParleyError('UNAVAILABLE', 'This chat server node is shutting down.');
-      const call = JSON.parse((await readBody(req, o.maxBodySize)).toString('utf8')) as NodeCall;
+      const call = parseNodeCall((await readBody(req, o.maxBodySize)).toString('utf8'));
       sendJson(res, 200, { ok: await run(call) });
     } catch (e) {
       const err = toParleyError(e);
@@ -69,11 +52,3 @@ export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize
   };
 }
 
-/** A retry key as sent: both parts short strings of letters, digits and dashes, or absent. */
-function retryKeyOf(v: unknown): RetryKey | undefined {
-  if (v === undefined || v === null) return undefined;
-  const k = v as Partial<Record<keyof RetryKey, unknown>>;
-  const ok = (x: unknown): x is string => typeof x === 'string' && /^[0-9A-Za-z-]{1,64}$/.test(x);
-  if (typeof v !== 'object' || !ok(k.chatId) || !ok(k.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
-  return { chatId: k.chatId, requestId: k.requestId };
-}
