@@ -46,9 +46,9 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
     o.log.info({ nodeId, group }, 'gateway node connected');
     ws.on('message', (data) => {
       try {
-        const f = JSON.parse(data.toString()) as { t?: string; id?: number; outcome?: DeliveryOutcome };
-        if (f.t === 'r' && typeof f.id === 'number' && f.outcome !== undefined) {
-          pending.get(f.id)?.(f.outcome);
+        const f = JSON.parse(data.toString()) as { t?: unknown; id?: unknown; outcome?: unknown } | null;
+        if (f?.t === 'r' && typeof f.id === 'number') {
+          pending.get(f.id)?.(outcomeOf(f.outcome));
           pending.delete(f.id);
         }
       } catch {
@@ -80,4 +80,22 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
       wss.close();
     },
   };
+}
+
+/**
+ * A gateway's answer as the push engine may use it: a malformed one (a gateway of another version, a
+ * bug) counts as a failed POST to retry, so that no unknown kind or non-numeric delay reaches the resend
+ * arithmetic.
+ */
+export function outcomeOf(v: unknown): DeliveryOutcome {
+  const o = (typeof v === 'object' && v !== null ? v : {}) as { kind?: unknown; reason?: unknown; retryAfterMs?: unknown };
+  const reason = typeof o.reason === 'string' ? o.reason.slice(0, 500) : undefined;
+  if (o.kind === 'delivered') return { kind: 'delivered' };
+  if (o.kind === 'gone') return { kind: 'gone', reason: reason ?? 'gone' };
+  if (o.kind === 'retry') {
+    const after = o.retryAfterMs;
+    const ok = typeof after === 'number' && Number.isFinite(after) && after >= 0;
+    return { kind: 'retry', reason: reason ?? 'retry', ...(ok ? { retryAfterMs: after } : {}) };
+  }
+  return { kind: 'retry', reason: 'malformed answer from the gateway' };
 }
