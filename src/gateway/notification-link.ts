@@ -44,14 +44,18 @@ export class NotificationLinks {
   }
 
   private async onFrame(ws: WebSocket, text: string): Promise<void> {
-    let f: { t?: string; id?: number; n?: Notification };
+    let f: { t?: unknown; id?: unknown; n?: unknown } | null;
     try {
       f = JSON.parse(text) as typeof f;
     } catch {
       return;
     }
-    if (f.t !== 'n' || typeof f.id !== 'number' || f.n === undefined) return;
-    const outcome = await this.provider.deliver(f.n).catch((err: unknown) => ({ kind: 'retry' as const, reason: (err as Error).message }));
+    // A frame of another shape (a node of another version): ignored; the node times the notification out.
+    if (typeof f !== 'object' || f === null || f.t !== 'n' || typeof f.id !== 'number' || typeof f.n !== 'object' || f.n === null) return;
+    const n = f.n as Notification;
+    const outcome = await Promise.resolve()
+      .then(() => this.provider.deliver(n))
+      .catch((err: unknown) => ({ kind: 'retry' as const, reason: err instanceof Error ? err.message : 'delivery failed' }));
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ t: 'r', id: f.id, outcome }));
   }
 
