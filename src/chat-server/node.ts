@@ -128,12 +128,12 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     push.add(outbox);
     if (events.length > 0) t.changed(session);
     for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
-    if (session.state === 'ended') registry.forget(session.chatId);
+    if (session.state === 'ended') push.chatEnded(session.chatId);
   });
   // A cluster node starting again under its app dbid takes a new epoch for what it owns (see renewOwnership).
   if (opts.loadScope === 'owned') await deps.store.renewOwnership(alias);
   await sessions.loadOpen(opts.loadScope, (session) => t.track(session));
-  await push.load();
+  await push.load(opts.loadScope === 'owned' ? alias : undefined);
 
   const admission = new Admission(
     { sessions: s.limitForSessions, flexUsers: s.limitForFlexUsers, restorePercent: s.limitsRestoreThreshold },
@@ -179,7 +179,12 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     }
     push.add(advice);
     const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id) === 0)) await push.tick();
+    while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id) === 0)) {
+      await push.tick();
+      // Parked advice (no gateway node yet) keeps attempts at 0: wait on timers, not microtasks, so that
+      // the event loop goes on (a gateway node can connect meanwhile and the advice is then sent).
+      if (advice.some((a) => push.attemptsOf(a.id) === 0)) await new Promise((r) => setTimeout(r, 10));
+    }
     return advice.length;
   }
 

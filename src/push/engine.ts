@@ -49,6 +49,8 @@ export class PushEngine {
   private ready: string[] = [];
   private head = 0;
   private readonly queued = new Set<string>();
+  /** Ended chats with notifications still active: their gateway node is forgotten after the last one. */
+  private readonly ended = new Set<string>();
   /** Ids due later, by nextAttemptAt (entries are checked against the notification when popped). */
   private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
@@ -59,9 +61,18 @@ export class PushEngine {
     d.registry.onJoin((group) => this.gatewayJoined(group));
   }
 
-  /** Loads what was not final when the process stopped: a restart resends it. */
-  async load(): Promise<void> {
-    for (const n of await this.d.store.loadActiveNotifications()) this.track(n);
+  /**
+   * Loads what was not final when the process stopped (of the sessions `owner` owns, in a cluster): a
+   * restart resends it. A parked one is tried again at once (a gateway node may be there now).
+   */
+  async load(owner?: string): Promise<void> {
+    for (const n of await this.d.store.loadActiveNotifications(owner)) this.track(this.retryParked(n));
+  }
+
+  /** A parked notification loaded here is due now, unless its wait is over (it then fails at the next tick). */
+  private retryParked(n: Notification): Notification {
+    const now = this.d.clock.now();
+    return now < parkedUntil(n, this.d.policy) ? unpark(n, now) : n;
   }
 
   /** Puts a notification where its next attempt waits: the ready queue or the index (a parked one: its expiry), or nowhere (final). */
@@ -106,7 +117,8 @@ export class PushEngine {
   /** A session restored on this node: its outbox comes along (pushes that were due on the dead node resume here). */
   async loadFor(chatId: string): Promise<void> {
     const found = await this.d.store.loadActiveNotificationsFor(chatId);
-    for (const n of found) if (!this.active.has(n.id)) this.track(n);
+    // Parked on the dead node for want of a gateway node: this node may have one.
+    for (const n of found) if (!this.active.has(n.id)) this.track(this.retryParked(n));
     if (found.length > 0) this.kick();
   }
 
@@ -139,6 +151,15 @@ export class PushEngine {
     }
     for (const n of done) this.untrack(n);
     this.persist(done);
+  }
+
+  /**
+   * A chat ended: the registry forgets its gateway node once none of its notifications is active any more
+   * (now, or after the last one; each attempt's pick would otherwise associate the chat with a node again).
+   */
+  chatEnded(chatId: string): void {
+    if (this.byChat.has(chatId)) this.ended.add(chatId);
+    else this.d.registry.forget(chatId);
   }
 
   /** Activity of a session: notifications parked for want of a gateway node become due again. */
@@ -256,6 +277,7 @@ export class PushEngine {
 
   private track(n: Notification): void {
     if (isFinal(n)) return;
+    if (n.chatEnded) this.ended.add(n.chatId);
     this.active.set(n.id, n);
     let ids = this.byChat.get(n.chatId);
     if (ids === undefined) this.byChat.set(n.chatId, (ids = new Set()));
@@ -267,7 +289,10 @@ export class PushEngine {
     this.active.delete(n.id);
     const ids = this.byChat.get(n.chatId);
     ids?.delete(n.id);
-    if (ids?.size === 0) this.byChat.delete(n.chatId);
+    if (ids?.size === 0) {
+      this.byChat.delete(n.chatId);
+      if (this.ended.delete(n.chatId)) this.d.registry.forget(n.chatId);
+    }
   }
 
   /**

@@ -244,6 +244,19 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       await expect(store.recordChange({ session: c.session, events: [], fence: { owner: '117', epoch: 1 } })).rejects.toMatchObject({ code: 'NOT_OWNER' });
     });
 
+    it('loads the active notifications of the sessions one node owns', async () => {
+      const a = subscribed();
+      const b = subscribed();
+      await store.createSession(a);
+      await store.createSession(b);
+      await store.saveNotifications([notification(a.session, 'na'), notification(b.session, 'nb')]);
+      expect(await store.claimSession(b.session.chatId, { owner: '117', epoch: 1 }, '201')).toBeDefined();
+      expect((await store.loadActiveNotifications('117')).map((n) => n.id)).toEqual(['na']);
+      expect((await store.loadActiveNotifications('201')).map((n) => n.id)).toEqual(['nb']);
+      expect((await store.loadActiveNotifications('999')).map((n) => n.id)).toEqual([]);
+      expect((await store.loadActiveNotifications()).map((n) => n.id).sort()).toEqual(['na', 'nb']);
+    });
+
     it('loads the active notifications of one session', async () => {
       const a = subscribed();
       const b = subscribed();

@@ -85,8 +85,11 @@ export interface Store {
   loadFile(chatId: string, fileId: string): Promise<Buffer | undefined>;
   /** Stores the new delivery state of notifications (upsert by id). */
   saveNotifications(notifications: readonly Notification[]): Promise<void>;
-  /** Notifications that are not final (pending, or delivered and awaiting acknowledgement). */
-  loadActiveNotifications(): Promise<Notification[]>;
+  /**
+   * Notifications that are not final (pending, or delivered and awaiting acknowledgement); with `owner`,
+   * only those of the sessions that node owns (a cluster node must not send those of a live peer).
+   */
+  loadActiveNotifications(owner?: string): Promise<Notification[]>;
   /** The same, of one session (a node that restores the session takes over its outbox). */
   loadActiveNotificationsFor(chatId: string): Promise<Notification[]>;
   /** Registers (or re-registers) a chat server node. */

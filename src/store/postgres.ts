@@ -515,8 +515,14 @@ class PostgresStore implements Store {
     return rows[0]?.bytes;
   }
 
-  async loadActiveNotifications(): Promise<Notification[]> {
-    const rows = await this.read<{ doc: string }>('SELECT doc FROM notifications WHERE active ORDER BY id', []);
+  async loadActiveNotifications(owner?: string): Promise<Notification[]> {
+    const rows =
+      owner === undefined
+        ? await this.read<{ doc: string }>('SELECT doc FROM notifications WHERE active ORDER BY id', [])
+        : await this.read<{ doc: string }>(
+            'SELECT n.doc FROM notifications n JOIN sessions s ON s.chat_id = n.chat_id WHERE n.active AND s.owner = $1 ORDER BY n.id',
+            [owner],
+          );
     return rows.map((r) => JSON.parse(r.doc) as Notification);
   }
 

@@ -192,6 +192,9 @@ class SqliteStore implements Store {
         'INSERT INTO notifications (id, chat_id, active, doc) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active, doc = excluded.doc',
       ),
       activeNotifications: db.prepare('SELECT doc FROM notifications WHERE active = 1').pluck(),
+      activeNotificationsOf: db
+        .prepare('SELECT n.doc FROM notifications n JOIN sessions s ON s.chat_id = n.chat_id WHERE n.active = 1 AND s.owner = ?')
+        .pluck(),
     };
   }
 
@@ -236,9 +239,10 @@ class SqliteStore implements Store {
     });
   }
 
-  async loadActiveNotifications(): Promise<Notification[]> {
+  async loadActiveNotifications(owner?: string): Promise<Notification[]> {
     this.assertOpen();
-    return (this.stmt.activeNotifications.all() as string[]).map((d) => JSON.parse(d) as Notification);
+    const docs = (owner === undefined ? this.stmt.activeNotifications.all() : this.stmt.activeNotificationsOf.all(owner)) as string[];
+    return docs.map((d) => JSON.parse(d) as Notification);
   }
 
   /** Events, file and outbox of a change, inside the caller's transaction. */
