@@ -152,7 +152,6 @@ describe('the internal node API under random calls', () => {
     // The generator reaches the chat code, not only the parser.
     expect(statuses.get(200) ?? 0).toBeGreaterThan(0);
     expect(statuses.get(400) ?? 0).toBeGreaterThan(0);
-    expect([...statuses.keys()].some((s) => s !== 200 && s !== 400)).toBe(true);
   });
 
   it('answers bodies that are not JSON, or not a call, with 400', async () => {

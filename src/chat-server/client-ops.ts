@@ -78,6 +78,8 @@ export interface ClientHooks {
   requested(chatId: string): void;
   /** A successful refresh with the session's tokens: it acknowledges the session's notifications. */
   refreshed(chatId: string): void;
+  /** A Request Chat sent again found the chat it opened: its timers are set (again). */
+  resumed?(session: Session): void;
 }
 
 export interface ClientOpsDeps {
@@ -124,10 +126,22 @@ export class ClientOps {
     try {
       entry = await this.d.sessions.create(core.rememberRequest(change, retry?.requestId));
     } catch (err) {
-      // The first attempt of the same call, still running elsewhere, stored the chat first.
-      const done = retry === undefined ? undefined : await this.openedBy(retry).catch(() => undefined);
-      if (done !== undefined) return done;
-      throw err;
+      if (retry === undefined) throw err;
+      // The first attempt of the same call, still running here or on another node, stored the chat first
+      // (or this write was committed although it was reported failed).
+      let done: ClientReply | undefined;
+      try {
+        done = await this.openedBy(retry);
+      } catch (again) {
+        // Another live node holds it: the gateway follows NOT_OWNER there.
+        if (again instanceof ParleyError && again.code === 'NOT_OWNER') throw again;
+        throw err;
+      }
+      if (done === undefined) throw err;
+      // Its secureKey is this attempt's: this very write went through although it was reported failed, so
+      // the chat is new here and nobody has announced it yet.
+      if (done.session.secureKey === change.session.secureKey) this.d.hooks?.created(done.session);
+      return done;
     }
     this.d.hooks?.created(entry.session);
     return reply(entry, 'all');
@@ -138,15 +152,22 @@ export class ClientOps {
    * none yet. A chat of that id opened by another call is refused (the key is not this call's).
    */
   private async openedBy(retry: RetryKey): Promise<ClientReply | undefined> {
-    let entry: LiveSession;
     try {
-      entry = await this.d.sessions.get(retry.chatId);
+      return await this.d.sessions.serial(retry.chatId, async (entry) => {
+        if (!core.alreadyApplied(entry.session, retry.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
+        if (entry.session.state !== 'ended') {
+          // A request of the client like any other: push acknowledged again after a restore on this node.
+          await this.touch(entry);
+          // Its timers, in case the attempt that opened it stopped before it set them (a write reported
+          // failed after its commit); setting them again is harmless.
+          this.d.hooks?.resumed?.(entry.session);
+        }
+        return reply(entry, 'all');
+      });
     } catch (err) {
       if (err instanceof ParleyError && err.code === 'UNKNOWN_CHAT') return undefined;
       throw err;
     }
-    if (!core.alreadyApplied(entry.session, retry.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
-    return reply(entry, 'all');
   }
 
   async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {

@@ -159,6 +159,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
         push.activity(chatId);
       },
       refreshed: (chatId) => push.acknowledge(chatId),
+      resumed: (session) => t.track(session),
     },
   });
   const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);

@@ -2,7 +2,10 @@
  * The gateway's link to chat server nodes over HTTP (split deployment). Each request goes to the node its
  * `alias` names while that node lives; a request whose alias names a dead or unknown node goes to a live
  * node, which restores the session from the store and answers with its own alias. NOT_OWNER answers are
- * followed to the owner; a node that fails at the transport level is suspected and another one tried.
+ * followed to the owner; a node that fails at the transport level is suspected and another one tried; one
+ * that times out is not (slow is not dead) and may be asked once more. Every attempt carries the same
+ * idempotency key (a Request Chat: the same retry key), so a call applied by a node that answered late is
+ * answered again, not applied twice.
  */
 import { randomUUID } from 'node:crypto';
 import { Pool } from 'undici';
@@ -56,6 +59,8 @@ export class RemoteNodeLink implements NodeLink {
     // node committed the call but died before answering sees the key and does not apply it again.
     const call: NodeCall = 'identity' in first ? ({ ...first, identity: { ...first.identity, requestId: randomUUID() } } as NodeCall) : first;
     const tried = new Set<string>();
+    /** Nodes that timed out once: each may be asked once more (it may have applied the call meanwhile). */
+    const slow = new Set<string>();
     let preferred = alias !== undefined && alias !== '' && this.nodes.isAlive(alias) ? this.nodes.get(alias) : undefined;
     let last: ParleyError | undefined;
     for (let i = 0; i < ATTEMPTS; i++) {
@@ -74,7 +79,13 @@ export class RemoteNodeLink implements NodeLink {
           tried.delete(node.appDbid); // the same node may restore it after the owner is gone
           continue;
         }
-        if (err.code === 'UNAVAILABLE') continue;
+        if (err.code === 'UNAVAILABLE') {
+          if (err.details?.['timedOut'] === true && !slow.has(node.appDbid)) {
+            slow.add(node.appDbid);
+            tried.delete(node.appDbid);
+          }
+          continue;
+        }
         throw err;
       }
     }
@@ -96,6 +107,11 @@ export class RemoteNodeLink implements NodeLink {
       status = res.statusCode;
       text = await res.body.text();
     } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      // Slow is not dead: the node may have applied the call and may still answer it (asked again, see route()).
+      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+        throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer in time.`, { cause: err, details: { timedOut: true } });
+      }
       this.nodes.suspect(node.appDbid);
       throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer.`, { cause: err });
     }
