@@ -12,6 +12,11 @@ import { ParleyError } from '../errors.ts';
 import type { AgentAccount } from './agent-directory.ts';
 import type { LiveSessions } from './live-sessions.ts';
 
+/** When a waiting chat joined the queue (sessions stored before `queuedAt` existed: when they opened). */
+function queuedAt(s: Session): number {
+  return s.queuedAt ?? s.createdAt;
+}
+
 export function summarize(s: Session): ChatSummary {
   return {
     chatId: s.chatId,
@@ -24,6 +29,7 @@ export function summarize(s: Session): ChatSummary {
     lastIndex: s.lastIndex,
     agents: core.activeAgents(s).map((p) => p.agentId ?? ''),
     asyncMode: s.asyncMode,
+    ...(s.state === 'waiting' ? { queuedAt: queuedAt(s) } : {}),
     ...(s.workbin === undefined ? {} : { workbinAgentId: s.workbin.agentId }),
     ...(s.routing === undefined ? {} : { routedTo: s.routing.agentId, routedUntil: s.routing.until }),
   };
@@ -73,7 +79,8 @@ export class AgentOps {
       if (offeredTo(s, agent.agentId, now)) o.waiting.push(summarize(s));
       else if (s.state === 'active' && isIn(s, agent.agentId)) o.mine.push(summarize(s));
     }
-    o.waiting.sort((a, b) => a.updatedAt - b.updatedAt);
+    // Longest waiting first: by when each chat joined the queue, not by its last activity.
+    o.waiting.sort((a, b) => (a.queuedAt ?? a.createdAt) - (b.queuedAt ?? b.createdAt));
     return o;
   }
 

@@ -129,7 +129,11 @@ function deliver(desk: Desk, agent: AgentAccount, session: Session, events: read
   const responsible =
     isIn(session, agent.agentId) || session.workbin?.agentId === agent.agentId || (session.state === 'waiting' && session.routing?.agentId === agent.agentId);
   const justLeft = events.some((e) => e.type === 'ParticipantLeft' && me(e.from.participantId));
-  if ((responsible || justLeft) && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
+  // The customer ended the chat (or timed out): the agents still in it were let go by this change, which
+  // carries only the customer's ParticipantLeft.
+  const endedWithMe =
+    session.state === 'ended' && session.participants.some((p) => p.agentId === agent.agentId && p.leftAt !== undefined && p.leftAt === session.endedAt);
+  if ((responsible || justLeft || endedWithMe) && events.length > 0) send(desk, { type: 'events', chat: summarize(session), events });
   const placeChanged = events.length === 0 || session.state !== 'active' || events.some((e) => e.type === 'ParticipantJoined' || e.type === 'ParticipantLeft');
   if (placeChanged) send(desk, { type: 'chat', chat: summarize(session), offered: offeredTo(session, agent.agentId, now) });
 }

@@ -19,6 +19,11 @@ export interface LiveSession {
    * session meanwhile. The first use checks the ownership in the store once.
    */
   unverified?: boolean;
+  /**
+   * A write of it failed and may still have been committed: memory may lag the store. It stays listed
+   * (queues, capacity, timers see its last known state) and is read from the store again at its next use.
+   */
+  stale?: boolean;
 }
 
 /** HA: who else may own a session, and what happens when this node restores one. */
@@ -177,11 +182,39 @@ export class LiveSessions {
   /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
   async get(chatId: string): Promise<LiveSession> {
     this.noticeLapses();
-    const hit = this.live.get(chatId);
+    let hit = this.live.get(chatId);
+    if (hit?.stale === true) {
+      // Read again from the store; until then (and if that fails) the last known state stays listed.
+      const fresh = await this.reload(hit);
+      hit = fresh;
+    }
     if (hit !== undefined) return hit.unverified === true || this.ownership.lease?.valid() === false ? this.verify(hit) : hit;
     let pending = this.loading.get(chatId);
     if (pending === undefined) {
       pending = this.load(chatId).finally(() => this.loading.delete(chatId));
+      this.loading.set(chatId, pending);
+    }
+    return pending;
+  }
+
+  /** A stale entry read again from the store (a load like any other); it replaces the entry once read. */
+  private async reload(stale: LiveSession): Promise<LiveSession> {
+    const chatId = stale.session.chatId;
+    let pending = this.loading.get(chatId);
+    if (pending === undefined) {
+      pending = (async () => {
+        this.evict(chatId);
+        try {
+          return await this.load(chatId);
+        } catch (err) {
+          // Not readable now: the last known state is listed again, still stale.
+          if (!this.live.has(chatId) && !(err instanceof ParleyError && (err.code === 'NOT_OWNER' || err.code === 'UNKNOWN_CHAT'))) {
+            this.live.set(chatId, stale);
+            this.account(undefined, stale.session);
+          }
+          throw err;
+        }
+      })().finally(() => this.loading.delete(chatId));
       this.loading.set(chatId, pending);
     }
     return pending;
@@ -276,7 +309,10 @@ export class LiveSessions {
       // failure may still have been committed (a connection lost during COMMIT): memory is no longer known
       // to match the store, so the session is read from the store again at its next use (a retry with the
       // same request id is then recognised as done).
-      if (this.live.get(change.session.chatId) === entry) this.evict(change.session.chatId);
+      if (this.live.get(change.session.chatId) === entry) {
+        if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.evict(change.session.chatId);
+        else entry.stale = true;
+      }
       throw err;
     }
     if (this.live.get(change.session.chatId) === entry) this.account(entry.session, change.session);

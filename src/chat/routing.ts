@@ -33,7 +33,7 @@ export function wake(s: Session, lastAgentMs: number, now: number): Change {
   const agentId = s.workbin?.agentId ?? s.lastAgentId;
   const { workbin: _w, ...rest } = s;
   const routing = agentId === undefined || lastAgentMs <= 0 ? undefined : { agentId, until: now + lastAgentMs };
-  return { session: { ...rest, state: 'waiting', updatedAt: now, ...(routing === undefined ? {} : { routing }) }, events: [] };
+  return { session: { ...rest, state: 'waiting', updatedAt: now, queuedAt: now, ...(routing === undefined ? {} : { routing }) }, events: [] };
 }
 
 /** Can the agent take this chat: from the queue when offered, or from the own workbin. */

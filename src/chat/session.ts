@@ -143,6 +143,7 @@ export function openSession(input: OpenSessionInput, now: number): Change {
     state: 'waiting',
     createdAt: now,
     updatedAt: now,
+    queuedAt: now,
     subject: input.subject?.trim() ?? '',
     emailAddress: input.emailAddress?.trim() ?? '',
     firstName: input.firstName?.trim() ?? '',
@@ -289,6 +290,7 @@ export function agentLeave(s: Session, agentId: string, now: number): Change {
   return append(s, now, [{ from: party(p), type: 'ParticipantLeft' }], {
     participants,
     state: remaining.length > 0 ? 'active' : 'waiting',
+    ...(remaining.length > 0 ? {} : { queuedAt: now }),
     lastAgentId: agentId,
   });
 }

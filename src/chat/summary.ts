@@ -18,6 +18,8 @@ export interface ChatSummary {
   readonly asyncMode: boolean;
   /** Dormant: whose workbin. */
   readonly workbinAgentId?: string;
+  /** Waiting: since when (the queue is ordered by it, longest waiting first). */
+  readonly queuedAt?: number;
   /** Waiting: offered only to this agent until `routedUntil`. */
   readonly routedTo?: string;
   readonly routedUntil?: number;

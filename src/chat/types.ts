@@ -127,6 +127,8 @@ export interface Session {
   readonly workbin?: { readonly agentId: string; readonly since: number };
   /** Waiting after a wake-up or transfer: offered only to this agent until `until`, then to anyone. */
   readonly routing?: { readonly agentId: string; readonly until: number };
+  /** Waiting: since when (the chat opened, woke up, or its last agent left); the queue is ordered by it. */
+  readonly queuedAt?: number;
   /** The agent who handled the chat last (for routing a woken chat back). */
   readonly lastAgentId?: string;
   /**

@@ -238,7 +238,7 @@ function place(s: ChatSummary, offered?: boolean, quiet = false): void {
   }
   if (cur !== undefined) lists[cur] = lists[cur].filter((id) => id !== s.chatId);
   if (next === 'waiting') {
-    e.waitingSince = sum.updatedAt;
+    e.waitingSince = sum.queuedAt ?? sum.updatedAt;
     lists.waiting.push(s.chatId);
     lists.waiting.sort((a, b) => (chats.get(a)?.waitingSince ?? 0) - (chats.get(b)?.waitingSince ?? 0));
     if (!quiet) announce(`New chat in the queue: ${sum.nickname}${sum.subject === '' ? '' : `, ${sum.subject}`}`);
