@@ -81,6 +81,11 @@ export class HealthWatch {
       return;
     }
     const restarted = s.alias === h.app_dbid && (s.pid !== h.process_os_pid || (h.start_time !== undefined && s.start !== undefined && s.start !== h.start_time));
+    // Another node answers at this URL now: the one it reported before is gone.
+    const replaced = s.alias !== undefined && s.alias !== h.app_dbid ? s.alias : undefined;
+    // First seen after polls that failed for as long as makes a node down (this receiver started while it
+    // was down): it may have restarted meanwhile, which nothing here can tell.
+    const backUnknown = s.alias === undefined && s.failures >= this.opts.failures;
     const wasDown = s.reportedDown;
     s.alias = h.app_dbid;
     s.pid = h.process_os_pid;
@@ -88,9 +93,13 @@ export class HealthWatch {
     s.failures = 0;
     s.reportedDown = false;
     // Down and back: its sessions were pinged when it went down; a new pid means they must be again.
-    if (restarted) {
+    if (restarted || backUnknown) {
       this.log.warn({ url, alias: h.app_dbid, pid: h.process_os_pid, wasDown }, 'chat server node restarted');
       this.onNodeLost(h.app_dbid, 'restarted');
+    }
+    if (replaced !== undefined) {
+      this.log.warn({ url, alias: replaced, now: h.app_dbid }, 'chat server node replaced at its health URL');
+      this.onNodeLost(replaced, 'replaced');
     }
   }
 }

@@ -123,18 +123,53 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
   let token: string | undefined;
   let detach: (() => void) | undefined;
   let bad = 0;
+  let closed = false;
+  /** The next event index this tab was sent: a frame repeating what it has is trimmed. */
+  let shown = 0;
+  /** Frames for the tab while its `started` and first events are not sent yet (a start or resume). */
+  let held: Array<{ type: string; events?: Array<{ index: number }>; chatEnded?: boolean; nextPosition?: number }> | undefined;
   const send = (frame: unknown) => {
     sendBounded(ws, JSON.stringify(frame));
+  };
+  /** Events frames from the receiver: in order and once for this tab, after its `started`. */
+  const show = (frame: { type: string; events?: Array<{ index: number }>; chatEnded?: boolean; nextPosition?: number }) => {
+    if (held !== undefined) {
+      held.push(frame);
+      return;
+    }
+    if (frame.type !== 'events' || frame.events === undefined) return send(frame);
+    const events = frame.events.filter((e) => e.index >= shown);
+    for (const e of events) shown = Math.max(shown, e.index + 1);
+    if (events.length > 0 || frame.chatEnded === true) send({ ...frame, events });
+  };
+  /** Sends the tab its `started` and first events, then what came meanwhile. */
+  const begin = (started: unknown, first: { events: ReadonlyArray<{ index: number }>; chatEnded: boolean; nextPosition: number }) => {
+    const waiting = held ?? [];
+    held = undefined;
+    send(started);
+    // The first events frame always goes out, empty or not (the page waits for it).
+    send({ type: 'events', events: first.events, chatEnded: first.chatEnded, nextPosition: first.nextPosition });
+    shown = first.events.reduce((n, e) => Math.max(n, e.index + 1), first.nextPosition);
+    for (const f of waiting) show(f);
   };
   const bind = (t: string) => {
     detach?.();
     token = t;
-    detach = receiver.attach(t, { send });
+    held = [];
+    detach = receiver.attach(t, { send: (frame) => show(frame as Parameters<typeof show>[0]) });
   };
-  ws.on('close', () => detach?.());
+  ws.on('close', () => {
+    closed = true;
+    detach?.();
+  });
   ws.on('error', () => ws.terminate());
+  // One frame at a time, in the order they came: two sends reach the chat in the order typed.
+  let queue: Promise<void> = Promise.resolve();
   ws.on('message', (data, isBinary) => {
-    void (async () => {
+    queue = queue.then(() => handle(data, isBinary));
+  });
+  const handle = (data: WebSocket.RawData, isBinary: boolean): Promise<void> =>
+    (async () => {
       const msg = parseFrame(isBinary ? undefined : data.toString());
       const str = (k: string, max = 65536): string | undefined => {
         const v = msg[k];
@@ -147,9 +182,13 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
           const nickname = str('nickname', 256)?.trim() ?? '';
           if (nickname === '') throw new ParleyError('MISSING_PARAMETER', 'nickname is required.');
           const { session, events } = await receiver.start({ nickname, subject: str('subject', 1024) ?? '', emailAddress: str('emailAddress', 256) ?? '' });
-          bind(session.browserToken);
-          send({ type: 'started', token: session.browserToken, chatId: session.chatId, nickname: session.nickname });
-          send({ type: 'events', events, chatEnded: session.ended, nextPosition: session.nextPosition });
+          // Closed while the chat was being started: nothing to attach (the chat stays cached for a resume).
+          if (!closed) {
+            bind(session.browserToken);
+            begin({ type: 'started', token: session.browserToken, chatId: session.chatId, nickname: session.nickname }, { events, chatEnded: session.ended, nextPosition: session.nextPosition });
+          }
+          // What was pushed between the reply and now (not sent: no tab showed the chat yet).
+          receiver.opened(session.browserToken);
           return;
         }
         case 'resume': {
@@ -158,9 +197,14 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
           if (typeof from !== 'number' || !Number.isInteger(from) || from < 0) throw new ParleyError('INVALID_PARAMETER', 'from must be an integer >= 0.');
           const s = receiver.session(t);
           bind(t);
-          const r = await receiver.catchUp(t, from);
-          send({ type: 'started', token: t, chatId: s.chatId, nickname: s.nickname, resumed: true });
-          send({ type: 'events', ...r });
+          let r: Awaited<ReturnType<Receiver['catchUp']>>;
+          try {
+            r = await receiver.catchUp(t, from);
+          } catch (err) {
+            held = undefined;
+            throw err;
+          }
+          begin({ type: 'started', token: t, chatId: s.chatId, nickname: s.nickname, resumed: true }, r);
           return;
         }
         case 'ping':
@@ -193,5 +237,4 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
       bad += CLIENT_FAULTS.has(err.code) ? 1 : 0;
       if (bad >= MAX_BAD_FRAMES) ws.close(4400, 'too many bad frames');
     });
-  });
 }

@@ -76,6 +76,11 @@ export class Receiver {
    * refused as from an unknown device (410, which would end them for good).
    */
   private readonly starting = new Map<string, PushBodyIn[]>();
+  /**
+   * Sessions just started whose browser is not attached yet; true once something was pushed meanwhile
+   * (sent to nobody): the browser then gets it with a refresh as soon as it is attached (`opened`).
+   */
+  private readonly opening = new Map<string, boolean>();
   /** Per session: the next event index the browsers have not been sent yet. */
   private readonly delivered = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
@@ -87,7 +92,12 @@ export class Receiver {
     private readonly settings: ReceiverSettings,
     private readonly log: Logger,
   ) {
-    for (const s of cache.all()) this.pings.push(s.nextPingAt, s.browserToken);
+    // Pings that came due while the receiver was down are spread over one interval, not all sent at once.
+    const now = clock.now();
+    for (const s of cache.all()) {
+      if (s.nextPingAt > now) this.pings.push(s.nextPingAt, s.browserToken);
+      else this.schedulePing(s, now + Math.floor(settings.random() * settings.pingIntervalMs) + 1);
+    }
   }
 
   run(tickMs = 250): void {
@@ -135,6 +145,7 @@ export class Receiver {
     };
     this.cache.put(session);
     this.pings.push(session.nextPingAt, session.browserToken);
+    this.opening.set(session.browserToken, false);
     // Pushes that came before the reply: acknowledged now (their events are in the reply's transcript too).
     for (const body of early) this.onPush(body);
     return { session, events: reply.messages.filter(isEvent) };
@@ -155,6 +166,13 @@ export class Receiver {
     });
   }
 
+  /** The browser of a session just started is attached (or gone): what was pushed meanwhile is fetched for it. */
+  opened(token: string): void {
+    const missed = this.opening.get(token) === true;
+    this.opening.delete(token);
+    if (missed && this.browsers.has(token)) void this.refresh(token);
+  }
+
   /** The session of a browser token, or AGENT-free ACCESS_DENIED (a browser cannot claim another's). */
   session(token: string): CachedSession {
     const s = this.cache.byBrowserToken(token) ?? this.cache.endedByBrowserToken(token);
@@ -168,7 +186,11 @@ export class Receiver {
     set.add(link);
     return () => {
       set.delete(link);
-      if (set.size === 0) this.browsers.delete(token);
+      if (set.size === 0) {
+        this.browsers.delete(token);
+        // No browser shows this chat now: the next one catches up from its own position.
+        this.delivered.delete(token);
+      }
     };
   }
 
@@ -177,10 +199,10 @@ export class Receiver {
     const s = this.session(token);
     // Also for an ended chat: the last words before the end may not have reached this browser yet.
     const reply = await this.call(s, 'refresh', { transcriptPosition: Math.max(1, from) });
+    // What is new to every tab of the session goes to all of them (the resuming one drops what its
+    // catch-up already showed); the position of the others is not moved past what they were sent.
+    this.deliver(token, reply.messages.filter(isEvent), reply.chatEnded);
     const fresh = this.absorb(s.browserToken, reply);
-    // The resuming browser now has everything up to the reply: later deliveries continue from there.
-    const upTo = reply.nextPosition ?? s.nextPosition;
-    if (upTo > (this.delivered.get(token) ?? 0)) this.delivered.set(token, upTo);
     return { events: reply.messages.filter(isEvent).filter((e) => !isReconnectAdvice(e)), chatEnded: fresh?.ended ?? true, nextPosition: reply.nextPosition ?? s.nextPosition };
   }
 
@@ -256,9 +278,12 @@ export class Receiver {
     const now = this.clock.now();
     const due = this.pings.popDue(now, 5000);
     const work: Array<Promise<void>> = [];
+    const seen = new Set<string>();
     for (const { at, key } of due) {
       const s = this.cache.byBrowserToken(key);
-      if (s === undefined || s.nextPingAt !== at) continue;
+      // Two entries for one ping time (a push and a ping ending in the same ms): one refresh.
+      if (s === undefined || s.nextPingAt !== at || seen.has(key)) continue;
+      seen.add(key);
       work.push(this.refresh(key));
     }
     await Promise.all(work);
@@ -295,6 +320,12 @@ export class Receiver {
       const after = this.absorb(token, reply);
       if (after !== undefined && !after.ended) this.schedulePing(after, this.clock.now() + this.settings.pingIntervalMs);
     } catch (err) {
+      // The chat server does not know the chat (gone from its store): no retry will help.
+      if (err instanceof ParleyError && err.code === 'UNKNOWN_CHAT') {
+        this.log.warn({ chatId: s.chatId }, 'chat unknown to the chat server: dropped');
+        this.end(s);
+        return;
+      }
       const n = (this.failures.get(token) ?? 0) + 1;
       this.failures.set(token, n);
       const wait = RETRY_MS[Math.min(n, RETRY_MS.length) - 1] ?? 60_000;
@@ -308,11 +339,25 @@ export class Receiver {
   private async call(s: CachedSession, operation: string, fields: Record<string, string | number>): Promise<ChatReply> {
     const reply = await this.gateway.operate(s, operation, fields);
     if (reply.statusCode !== 0 && reply.chatEnded) {
-      this.cache.put({ ...s, ended: true });
-      this.broadcast(s.browserToken, { type: 'events', events: [], chatEnded: true, nextPosition: s.nextPosition });
+      // The last words before the end (the agent's closing message) may not have been shown yet: a refresh
+      // of an ended chat still answers its transcript.
+      const token = s.browserToken;
+      const last = await this.gateway.operate(s, 'refresh', { transcriptPosition: this.nextToDeliver(token, s) }).catch(() => undefined);
+      if (last?.statusCode === 0) this.deliver(token, last.messages.filter(isEvent), true);
+      this.end(this.cache.byBrowserToken(token) ?? s);
     }
     if (reply.statusCode !== 0) throw replyError(reply);
     return reply;
+  }
+
+  /** The chat is over: cached as ended, the browsers told, its per-chat state dropped. */
+  private end(s: CachedSession): void {
+    const token = s.browserToken;
+    if (!s.ended) this.cache.put({ ...s, ended: true });
+    const next = this.nextToDeliver(token, s);
+    this.broadcast(token, { type: 'events', events: [], chatEnded: true, nextPosition: next });
+    this.delivered.delete(token);
+    this.failures.delete(token);
   }
 
   /** Takes the reply's alias (restoration may move the session) and position; returns the cached state. */
@@ -340,17 +385,29 @@ export class Receiver {
   private deliver(token: string, events: readonly ChatEvent[], chatEnded: boolean): void {
     const s = this.cache.byBrowserToken(token) ?? this.cache.endedByBrowserToken(token);
     if (s === undefined) return;
+    // No browser shows the chat: nothing is sent, and nothing counted as sent (the next browser catches
+    // up from its own position; a starting one gets what came meanwhile with its first refresh).
+    if (!this.browsers.has(token)) {
+      if (this.opening.has(token) && events.some((e) => e.index >= s.nextPosition)) this.opening.set(token, true);
+      return;
+    }
     let next = this.nextToDeliver(token, s);
     const fresh: ChatEvent[] = [];
+    let gap = false;
     // The reconnect advice is not a transcript event (it repeats the last index): never count it.
     for (const e of events.filter((x) => !isReconnectAdvice(x)).sort((a, b) => a.index - b.index)) {
       if (e.index < next) continue;
-      if (e.index > next) break;
+      if (e.index > next) {
+        gap = true;
+        break;
+      }
       next++;
       fresh.push(e);
     }
     this.delivered.set(token, next);
-    if (fresh.length > 0 || chatEnded) this.broadcast(token, { type: 'events', events: fresh, chatEnded, nextPosition: next });
+    // The end is announced only once the events before it were sent (the refresh fills the gap).
+    const ended = chatEnded && !gap;
+    if (fresh.length > 0 || ended) this.broadcast(token, { type: 'events', events: fresh, chatEnded: ended, nextPosition: next });
   }
 
   private broadcast(token: string, frame: unknown): void {
