@@ -238,7 +238,8 @@ export class ClientOps {
     if (entry.session.push !== undefined && !entry.session.push.active) {
       await this.d.sessions.commit(entry, core.activatePush(entry.session, this.d.clock.now()));
     }
-    this.d.hooks?.requested(entry.session.chatId);
+    // An ended chat has no timers to reset (and must not get a timer entry back).
+    if (entry.session.state !== 'ended') this.d.hooks?.requested(entry.session.chatId);
   }
 
   /** A customer message or file wakes a dormant chat: it goes back to the queue, to its last agent first. */
@@ -295,6 +296,8 @@ export class ClientOps {
   async download(chatId: string, serviceName: string, id: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
+      // A request of the client like any other: its disconnect timeout starts again.
+      await this.touch(entry);
       const meta = core.findFile(entry.session, fileId);
       checkDownload(this.d.fileLimits, meta);
       const bytes = await this.d.sessions.readFile(chatId, fileId);

@@ -90,6 +90,11 @@ export class LiveSessions {
     return this.live.values();
   }
 
+  /** The session as held in memory now, if it is (no load, no check). */
+  peek(chatId: string): Session | undefined {
+    return this.live.get(chatId)?.session;
+  }
+
   get size(): number {
     return this.live.size;
   }
@@ -270,6 +275,8 @@ export class LiveSessions {
     let session: Session = { ...upgradeSession(stored.session), alias: this.alias };
     if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) session = this.ownership.restore(session, from);
     const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch };
+    // An ended session is read for the request at hand (a late refresh, an old timer) and not kept.
+    if (session.state === 'ended') return entry;
     this.live.set(chatId, entry);
     this.unpark(chatId);
     this.account(undefined, entry.session);
@@ -283,7 +290,9 @@ export class LiveSessions {
     // While get() waited (a load, or an ownership check against the store), the operation ahead may have
     // finished and parked the session, or a failed write evicted it: join the queue of the session as it
     // is in memory now, not a detached copy.
-    for (let again = 0; again < 3 && this.live.get(chatId) !== entry; again++) entry = await this.get(chatId);
+    for (let again = 0; again < 3 && this.live.get(chatId) !== entry && !(entry.session.state === 'ended' && !this.live.has(chatId)); again++) {
+      entry = await this.get(chatId);
+    }
     const run = entry.tail.then(
       () => fn(entry),
       () => fn(entry),

@@ -12,6 +12,7 @@ import type { Clock } from '../clock.ts';
 import { applyIdleAction, nextIdleAction, type IdleSettings } from '../chat/idle-control.ts';
 import { clientDisconnect } from '../chat/session.ts';
 import type { Session } from '../chat/types.ts';
+import { ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DueIndex } from '../lib/due-index.ts';
 import type { LiveSessions } from './live-sessions.ts';
@@ -83,7 +84,12 @@ export class SessionTimers {
 
   /** A request of the client: its disconnect timeout starts again. */
   requested(chatId: string): void {
-    this.lastRequest.set(chatId, this.clock.now());
+    const now = this.clock.now();
+    this.lastRequest.set(chatId, now);
+    // The timeout that applies may have got shorter (a push subscription acknowledged by this request,
+    // with a flex-push-timeout below flex-disconnect-timeout): the check moves earlier then.
+    const s = this.sessions.peek(chatId);
+    if (s !== undefined && s.state !== 'ended') this.ensure('disconnect', chatId, now + this.disconnectAfter(s));
   }
 
   /** Acts on everything due; resolves when done. Tests call it after moving a manual clock. */
@@ -97,6 +103,11 @@ export class SessionTimers {
         try {
           await this.fire(kind, chatId, now);
         } catch (err) {
+          // Another node restored the session: its timers are that node's now.
+          if (err instanceof ParleyError && err.code === 'NOT_OWNER') {
+            this.lastRequest.delete(chatId);
+            continue;
+          }
           this.log.warn({ err, chatId, kind }, 'session timer failed; retrying in 5 s');
           this.ensure(kind, chatId, now + 5000);
         }
