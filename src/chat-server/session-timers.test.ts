@@ -4,48 +4,15 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { agentJoin, openSession, say, type OpenSessionInput } from '../chat/session.ts';
 import { hold, wake } from '../chat/routing.ts';
-import type { Change, ChatEvent, PushState, Session } from '../chat/types.ts';
+import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ManualClock } from '../clock.ts';
 import { silentLogger } from '../log.ts';
 import type { Store } from '../store/port.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import { LiveSessions } from './live-sessions.ts';
 import { SessionTimers, type SessionTimerSettings } from './session-timers.ts';
+import { ALICE, MIN, PUSH, SEC, SETTINGS, type Node } from './session-timers.fixture.ts';
 
-const SEC = 1000;
-const MIN = 60 * SEC;
-
-const SETTINGS: SessionTimerSettings = {
-  idle: {
-    async: { alertMs: 60 * MIN, closeMs: 10 * MIN, notices: 'major' },
-    inactivity: {
-      enabled: false,
-      notices: 'major',
-      alertMs: 255 * SEC,
-      alert2Ms: 0,
-      closeMs: 45 * SEC,
-      messageAlert: 'closing soon',
-      messageAlert2: 'closing very soon',
-      messageClose: 'closed',
-    },
-    lastAgentMs: 2 * MIN,
-  },
-  flexDisconnectMs: 45 * SEC,
-  flexPushMs: 24 * 60 * MIN,
-};
-
-const PUSH: PushState = {
-  subscription: { nodeGroup: 'group', deviceId: 'http://127.0.0.1:9/push', deviceType: 'customhttp', notifyRequestor: false, debug: false, resend: false },
-  active: true,
-};
-
-const ALICE = { agentId: 'alice', nickname: 'Alice' };
-
-interface Node {
-  readonly store: Store;
-  readonly sessions: LiveSessions;
-  readonly timers: SessionTimers;
-}
 
 let dir: string;
 let dbPath: string;
