@@ -14,7 +14,8 @@ import { buildChatNode, type ChatNode, type NodeDeps, type NodeOptions } from '.
 import { createNodeRpc, NODE_RPC_PATH } from './chat-server/node-rpc.ts';
 import type { Config } from './config/catalogue.ts';
 import { ParleyError } from './errors.ts';
-import { CHAT_API_PREFIX, createChatApi, rateLimitsFrom } from './gateway/chat-api.ts';
+import { CHAT_API_PREFIX, createChatApi, parseRoute, rateLimitsFrom } from './gateway/chat-api.ts';
+import { errorEnvelope } from './gateway/envelope.ts';
 import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
 import { sendJson } from './http/respond.ts';
@@ -118,7 +119,11 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
     const get = req.method === 'GET' || req.method === 'HEAD';
     if (path.startsWith(CHAT_API_PREFIX)) {
       if (handleCors(req, res, cors)) return;
-      if (!app.accepting) return void sendJson(res, 503, { statusCode: 1, chatEnded: false, messages: [], errors: [{ code: 124, advice: 'Shutting down; retry.' }] });
+      if (!app.accepting) {
+        const route = parseRoute(path);
+        const err = new ParleyError('UNAVAILABLE', 'Shutting down; retry.');
+        return void sendJson(res, 503, errorEnvelope(err, { chatId: route !== undefined && 'chatId' in route ? route.chatId : undefined, alias: undefined }));
+      }
       return void chatApi(req, res, path, url.searchParams);
     }
     if (path.startsWith(AGENT_API_PREFIX)) return void agentApi(req, res, path, url.searchParams);

@@ -217,6 +217,8 @@ export class ClientOps {
       case 'readReceipt':
         return core.readReceipt(s, op.position, now);
       case 'fileDelete': {
+        // An ended chat first (CHAT_ENDED, as for every change), then the file and the rights to delete it.
+        core.assertOpen(s);
         const f = core.findFile(s, op.fileId);
         checkDelete(this.d.fileLimits, f, me);
         return core.deleteFile(s, me, op.fileId, now);

@@ -172,7 +172,8 @@ export function afterAttempt(n: Notification, outcome: DeliveryOutcome, now: num
   const failed = { ...tried, failures: n.failures + 1, lastError: outcome.reason };
   if (!n.subscription.resend) return fail(failed, now, outcome.reason);
   const deadline = n.createdAt + p.resendDelayMs * (p.resendAttempts + 1);
-  const wait = Math.min(Math.max(p.backoffMs(failed.failures), outcome.retryAfterMs ?? 0), p.resendDelayMs);
+  // The backoff is capped at the resend delay; a receiver's Retry-After (429/503) is honoured as it is.
+  const wait = Math.max(Math.min(p.backoffMs(failed.failures), p.resendDelayMs), outcome.retryAfterMs ?? 0);
   if (now + wait > deadline) return fail(failed, now, `undeliverable: ${outcome.reason}`);
   return { ...failed, nextAttemptAt: now + wait };
 }

@@ -2,6 +2,7 @@
  * Cross-field rules: checks that involve more than one option. Each rule is reported under one
  * option and runs only when that option and every option it `uses` has a valid value.
  */
+import { secretBytes } from '../push/signing.ts';
 import type { Config } from './catalogue.ts';
 
 export interface CrossFieldRule {
@@ -58,6 +59,24 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
         ? undefined
         : `must be less than dead-after (${c.node.deadAfterMs / 1000} s), got ${c.node.heartbeatIntervalMs / 1000} s`,
   },
+  // A whsec_ secret that does not decode would make every push fail to sign (or every push fail to verify).
+  ...(['push', 'receiver'] as const).map(
+    (section): CrossFieldRule => ({
+      section,
+      key: 'signing-secret',
+      uses: [],
+      check: (c) => {
+        const secret = section === 'push' ? c.push.signingSecret : c.receiver.signingSecret;
+        if (secret === '') return undefined;
+        try {
+          secretBytes(secret);
+          return undefined;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
+    }),
+  ),
   {
     section: 'store',
     key: 'url',

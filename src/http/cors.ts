@@ -1,7 +1,7 @@
 /** CORS for browsers that call the API directly (Genesys Widgets do). */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-const ALLOW_HEADERS = 'content-type, apikey, x-api-key, gms_user, authorization, contactcenterid, x-request-id';
+const ALLOW_HEADERS = 'content-type, apikey, x-api-key, gms_user, authorization, authentication, contactcenterid, x-request-id';
 
 export function allowedOrigin(origin: string | undefined, allowed: readonly string[]): string | undefined {
   if (origin === undefined || origin === '') return undefined;

@@ -24,6 +24,13 @@ export class HttpDelivery {
   /** URL -> checked target: the URL parse and the allow-list check are done once per URL, not per POST. */
   private readonly targets = new Map<string, Target>();
   private readonly lookup;
+  /**
+   * Answer bodies being read, with the time their POST must end by: undici's body timeout restarts with
+   * every chunk, so a receiver that trickles its answer could hold a POST (and a slot of max-concurrency)
+   * open for good. A sweep every 100 ms cuts those past their deadline; the status is known by then.
+   */
+  private readonly reading = new Map<{ destroy(): void }, number>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: HttpDeliveryOptions) {
     this.lookup = guardedLookup(o.allow);
@@ -32,6 +39,7 @@ export class HttpDelivery {
   async post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
     const target = this.target(url);
     if (target === 'forbidden') return { error: 'EPUSHFORBIDDEN' };
+    const deadline = Date.now() + this.o.timeoutMs;
     try {
       const res = await this.pool(target.origin).request({
         method: 'POST',
@@ -41,7 +49,10 @@ export class HttpDelivery {
         headersTimeout: this.o.timeoutMs,
         bodyTimeout: this.o.timeoutMs,
       });
+      this.reading.set(res.body, deadline);
+      this.sweeper ??= setInterval(() => this.sweep(), 100).unref();
       await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+      this.reading.delete(res.body);
       return { status: res.statusCode, headers: res.headers as Record<string, string | string[] | undefined> };
     } catch (err) {
       return { error: errorCode(err) };
@@ -71,7 +82,17 @@ export class HttpDelivery {
     return p;
   }
 
+  private sweep(): void {
+    const now = Date.now();
+    for (const [b, deadline] of this.reading) {
+      if (deadline > now) continue;
+      this.reading.delete(b);
+      b.destroy();
+    }
+  }
+
   async close(): Promise<void> {
+    if (this.sweeper !== undefined) clearInterval(this.sweeper);
     await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
   }
