@@ -164,6 +164,21 @@ describe('receiver browser WebSocket', () => {
     expect(code).toBe('still open');
   });
 
+  it('handles the frames of a tab one at a time, and cuts a tab with more than 64 waiting (4429)', async () => {
+    const b = await Browser.open(server.url);
+    sockets.push(b.ws);
+    // One write: the frames all arrive before the first is handled.
+    const burst = Array.from({ length: 100 }, () => JSON.stringify({ type: 'ping' }));
+    for (const f of burst) b.ws.send(f);
+    expect(await b.closed).toBe(4429);
+    const c = await Browser.open(server.url);
+    sockets.push(c.ws);
+    for (let i = 0; i < 20; i++) c.send({ type: 'ping' });
+    await sleep(200);
+    expect(c.frames.filter((f) => f.type === 'pong')).toHaveLength(20);
+    expect(c.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
   it('counts wrong-shape frames and closes with 4400 on the tenth', async () => {
     const b = await Browser.open(server.url);
     sockets.push(b.ws);

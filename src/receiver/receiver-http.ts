@@ -119,6 +119,12 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
  */
 const CLIENT_FAULTS: ReadonlySet<string> = new Set(['INVALID_PARAMETER', 'MESSAGE_TOO_LONG', 'ACCESS_DENIED']);
 
+/** An `events` frame (or any other) on its way to one tab. */
+type TabFrame = { type: string; events?: Array<{ index: number }>; chatEnded?: boolean; nextPosition?: number };
+
+/** Frames of one tab waiting to be handled, at most. */
+const MAX_QUEUED_FRAMES = 64;
+
 function browserSocket(ws: WebSocket, receiver: Receiver): void {
   let token: string | undefined;
   let detach: (() => void) | undefined;
@@ -127,12 +133,12 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
   /** The next event index this tab was sent: a frame repeating what it has is trimmed. */
   let shown = 0;
   /** Frames for the tab while its `started` and first events are not sent yet (a start or resume). */
-  let held: Array<{ type: string; events?: Array<{ index: number }>; chatEnded?: boolean; nextPosition?: number }> | undefined;
+  let held: TabFrame[] | undefined;
   const send = (frame: unknown) => {
     sendBounded(ws, JSON.stringify(frame));
   };
   /** Events frames from the receiver: in order and once for this tab, after its `started`. */
-  const show = (frame: { type: string; events?: Array<{ index: number }>; chatEnded?: boolean; nextPosition?: number }) => {
+  const show = (frame: TabFrame) => {
     if (held !== undefined) {
       held.push(frame);
       return;
@@ -156,17 +162,23 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
     detach?.();
     token = t;
     held = [];
-    detach = receiver.attach(t, { send: (frame) => show(frame as Parameters<typeof show>[0]) });
+    detach = receiver.attach(t, { send: (frame) => show(frame as TabFrame) });
   };
   ws.on('close', () => {
     closed = true;
     detach?.();
   });
   ws.on('error', () => ws.terminate());
-  // One frame at a time, in the order they came: two sends reach the chat in the order typed.
+  // One frame at a time, in the order they came: two sends reach the chat in the order typed. A tab that
+  // keeps sending faster than its frames are handled is cut (the page reconnects and resumes).
   let queue: Promise<void> = Promise.resolve();
+  let queued = 0;
   ws.on('message', (data, isBinary) => {
-    queue = queue.then(() => handle(data, isBinary));
+    if (++queued > MAX_QUEUED_FRAMES) {
+      ws.close(4429, 'too many frames at once');
+      return;
+    }
+    queue = queue.then(() => handle(data, isBinary)).finally(() => void queued--);
   });
   const handle = (data: WebSocket.RawData, isBinary: boolean): Promise<void> =>
     (async () => {
