@@ -319,6 +319,12 @@ function onFrame(f: ServerFrame): void {
     case 'chat': {
       const wasShownRelation = view.kind === 'chat' && view.chatId === f.chat.chatId ? relationOf(f.chat.chatId) : undefined;
       place(f.chat, f.offered);
+      // A chat this desk has a transcript of moved on without events frames for it (offered to this agent,
+      // not yet taken: the customer wrote more): fetch what is new.
+      const known = chats.get(f.chat.chatId);
+      if (known?.transcript !== undefined && !known.loading && f.chat.lastIndex > known.transcript.contiguous) {
+        if (!socket.send({ type: 'sync', chatId: f.chat.chatId, from: known.transcript.contiguous + 1 })) void loadTranscript(f.chat.chatId);
+      }
       prune();
       renderLists();
       // Even another chat's move can matter on screen (capacity for Accept).
@@ -796,6 +802,10 @@ async function act(action: ChatAction, body: Record<string, unknown> = {}): Prom
     renderAll();
     if (chatDom?.textarea !== undefined) chatDom.textarea.focus();
     else if (action === 'leave' || action === 'transfer') byId('main').focus();
+    // Hold, close: no reply box any more; the focus stays in the chat (its first action, or the pane).
+    else if (document.activeElement === null || document.activeElement === document.body) {
+      (chatDom?.actions.querySelector<HTMLButtonElement>('button:not([disabled])') ?? byId('main')).focus();
+    }
     return true;
   } catch (err) {
     busy = false;
