@@ -40,6 +40,8 @@ export interface Ownership {
   restore?(session: Session, from: string): Session;
   /** A session owned by a dead node was claimed by this one. */
   onRestored?(session: Session, from: string): void;
+  /** A session this node held was found owned by another node (restored there): let go of what it kept. */
+  onLost?(chatId: string): void;
 }
 
 const SINGLE_NODE = (alias: string): Ownership => ({ isAlive: async (owner) => owner === alias });
@@ -167,6 +169,12 @@ export class LiveSessions {
   }
 
   /** Forgets a session (it moved to another node, or ended). */
+  /** Another node owns the session now: out of memory, and its pushes and timers are no longer ours. */
+  private lose(chatId: string): void {
+    this.evict(chatId);
+    this.ownership.onLost?.(chatId);
+  }
+
   evict(chatId: string): void {
     const e = this.live.get(chatId);
     if (e === undefined) return;
@@ -241,7 +249,7 @@ export class LiveSessions {
     const chatId = entry.session.chatId;
     const stored = await guard(() => this.store.loadOwned(chatId));
     if (stored === undefined || stored.ownership.owner !== this.alias || stored.ownership.epoch !== entry.epoch) {
-      this.evict(chatId);
+      this.lose(chatId);
       throw new ParleyError('NOT_OWNER', undefined, stored === undefined ? undefined : { details: { owner: stored.ownership.owner } });
     }
     entry.unverified = false;
@@ -319,7 +327,7 @@ export class LiveSessions {
       // to match the store, so the session is read from the store again at its next use (a retry with the
       // same request id is then recognised as done).
       if (this.live.get(change.session.chatId) === entry) {
-        if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.evict(change.session.chatId);
+        if (err instanceof ParleyError && err.code === 'NOT_OWNER') this.lose(change.session.chatId);
         else entry.stale = true;
       }
       throw err;

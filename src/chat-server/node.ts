@@ -99,6 +99,8 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
       // Only a push-subscribed session can have an outbox to take over.
       if (session.push !== undefined) void push.loadFor(session.chatId);
     },
+    // The new owner sends the session's pushes now (it loaded them with the session): this node stops.
+    onLost: (chatId) => push.forget(chatId),
   });
   timers = new SessionTimers(
     sessions,

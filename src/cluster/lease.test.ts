@@ -20,9 +20,10 @@ describe('OwnershipLease', () => {
   });
 
   it('counts from when a heartbeat started, and a late answer to an older one does not move it back', () => {
-    let now = 0;
+    let now = 5000;
     const lease = new OwnershipLease({ now: () => now }, 8000);
     lease.renewed(5000);
+    now = 5100;
     lease.renewed(2000);
     now = 13_000;
     expect(lease.valid()).toBe(true);

@@ -28,14 +28,21 @@ export class OwnershipLease {
 
   /** A heartbeat (or the registration) started at `startedAt` reached the store. */
   renewed(startedAt: number): void {
-    if (startedAt <= this.since) return;
+    // An older heartbeat finishing late says nothing new; but if the clock stepped back, every later
+    // heartbeat starts "before" the last one: those renew (the lease was lapsed meanwhile, see valid()).
+    if (startedAt <= this.since && this.clock.now() >= this.since) return;
     // Renewed after a lapse: peers may have restored sessions meanwhile (see lapses).
     if (!this.valid()) this.lapseCount++;
     this.since = startedAt;
   }
 
+  /**
+   * Whether the last heartbeat that reached the store is recent enough. A clock that stepped back past it
+   * counts as lapsed: how long ago it was is not known any more (peers judge on their own clocks).
+   */
   valid(): boolean {
-    return this.clock.now() - this.since <= this.leaseMs;
+    const age = this.clock.now() - this.since;
+    return age >= 0 && age <= this.leaseMs;
   }
 
   /**

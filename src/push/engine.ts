@@ -162,6 +162,19 @@ export class PushEngine {
     else this.d.registry.forget(chatId);
   }
 
+  /**
+   * The session moved to another node, which took its outbox along: its notifications leave this engine
+   * without being sent or stored again (an attempt in flight finishes without a trace).
+   */
+  forget(chatId: string): void {
+    const ids = this.byChat.get(chatId);
+    if (ids === undefined) return;
+    for (const id of [...ids]) {
+      const n = this.active.get(id);
+      if (n !== undefined) this.untrack(n);
+    }
+  }
+
   /** Activity of a session: notifications parked for want of a gateway node become due again. */
   activity(chatId: string): void {
     const ids = this.byChat.get(chatId);
