@@ -57,6 +57,9 @@ export interface AppOptions extends Partial<NodeOptions> {
 
 export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions = {}): Promise<App> {
   const mode = opts.mode ?? 'all';
+  // The internal API and the notification socket serve gateways in other processes. Every role in one
+  // process needs neither: there they are off unless a token is set (then a separate gateway may join).
+  const internalOpen = mode !== 'all' || config.node.internalToken !== '';
   const node = await buildChatNode(config, deps, {
     loadScope: opts.loadScope ?? (mode === 'all' ? 'all' : 'owned'),
     ...(opts.isAlive === undefined ? {} : { isAlive: opts.isAlive }),
@@ -127,7 +130,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
       return void chatApi(req, res, path, url.searchParams);
     }
     if (path.startsWith(AGENT_API_PREFIX)) return void agentApi(req, res, path, url.searchParams);
-    if (path === NODE_RPC_PATH) return void nodeRpc(req, res);
+    if (path === NODE_RPC_PATH && internalOpen) return void nodeRpc(req, res);
     for (const m of mounts) if (path.startsWith(m.prefix)) return m.handle(req, res, path, url.searchParams);
     if (path === '/' && get) return redirect(res, 302, customer === undefined ? '/desk/' : '/chat/');
     if (path === '/desk') return redirect(res, 301, '/desk/');
@@ -150,7 +153,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
     const path = requestUrl(req)?.pathname;
     if (path === undefined) return void socket.destroy();
     if (path === `${AGENT_API_PREFIX}ws`) return agentStream.handleUpgrade(req, socket, head);
-    if (gatewaySocket.upgrade(req, socket, head)) return;
+    if (internalOpen && gatewaySocket.upgrade(req, socket, head)) return;
     for (const m of mounts) if (path.startsWith(m.prefix) && m.upgrade?.(req, socket, head) === true) return;
     socket.destroy();
   }

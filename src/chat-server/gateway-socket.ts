@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { DeliveryOutcome, Notification } from '../chat/notification.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { isLoopback } from '../http/loopback.ts';
 import type { Logger } from '../log.ts';
 import type { GatewayRegistry } from '../push/gateway-registry.ts';
 import { NODE_TOKEN_HEADER } from './node-rpc.ts';
@@ -68,7 +69,8 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
       if (requestUrl(req)?.pathname !== GATEWAY_SOCKET_PATH) return false;
       const given = req.headers[NODE_TOKEN_HEADER];
-      if (o.token !== '' && !constantTimeEqual(typeof given === 'string' ? given : '', o.token)) {
+      const refused = o.token === '' ? !isLoopback(req.socket.remoteAddress) : !constantTimeEqual(typeof given === 'string' ? given : '', o.token);
+      if (refused) {
         socket.destroy();
         return true;
       }

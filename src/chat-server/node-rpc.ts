@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { isLoopback } from '../http/loopback.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
 import { sendJson } from '../http/respond.ts';
@@ -42,6 +43,8 @@ export function createNodeRpc(o: { client: ClientOps; token: string; maxBodySize
       if (req.method !== 'POST') throw new ParleyError('METHOD_NOT_ALLOWED');
       const given = req.headers[NODE_TOKEN_HEADER];
       if (o.token !== '' && !constantTimeEqual(typeof given === 'string' ? given : '', o.token)) throw new ParleyError('API_KEY_REQUIRED', 'Bad node token.');
+      // Without a token (docs: loopback only), only this machine may call.
+      if (o.token === '' && !isLoopback(req.socket.remoteAddress)) throw new ParleyError('API_KEY_REQUIRED', 'Set [node] internal-token to call nodes from other machines.');
       if (!o.accepting()) throw new ParleyError('UNAVAILABLE', 'This chat server node is shutting down.');
       const call = parseNodeCall((await readBody(req, o.maxBodySize)).toString('utf8'));
       sendJson(res, 200, { ok: await run(call) });

@@ -156,7 +156,8 @@ export function createChatApi(o: ChatApiOptions) {
   };
 }
 
-function checkRate(r: ChatApiRateLimits | undefined, client: string, chatId: string | undefined): void {
+/** The per-client and per-session buckets of a request; RATE_LIMITED when one is empty. */
+export function checkRate(r: ChatApiRateLimits | undefined, client: string, chatId: string | undefined): void {
   if (r === undefined) return;
   const now = r.now();
   const address = client.startsWith('::ffff:') ? client.slice(7) : client;

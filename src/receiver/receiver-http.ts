@@ -16,6 +16,7 @@ import { parseMultipart } from '../http/multipart.ts';
 import { sendJson } from '../http/respond.ts';
 import type { Logger } from '../log.ts';
 import { verifyWebhook } from '../push/signing.ts';
+import type { ChatReply } from './gateway-client.ts';
 import type { Receiver } from './receiver.ts';
 import { decodeSegmentOrNotFound, requestUrl } from '../http/request-url.ts';
 import { sendBounded } from '../http/ws-send.ts';
@@ -30,6 +31,20 @@ export interface ReceiverHttpOptions {
   readonly signingSecret: string;
   readonly maxFileSize: number;
   readonly log: Logger;
+  /**
+   * The per-client limit of a browser's address (RATE_LIMITED when over it), for what opens chats or
+   * moves files: the gateway exempts the receiver's own address, so browsers are limited here.
+   */
+  readonly limitClient?: (address: string) => void;
+}
+
+/**
+ * A Chat API reply as a browser may see it: without the session's tokens (`secureKey`, `userId`, `alias`,
+ * `chatId`); the browser holds only its own random token.
+ */
+function forBrowser(reply: ChatReply): Omit<ChatReply, 'secureKey' | 'userId' | 'alias' | 'chatId'> {
+  const { secureKey: _k, userId: _u, alias: _a, chatId: _c, ...rest } = reply;
+  return rest;
 }
 
 function fail(res: ServerResponse, e: unknown): void {
@@ -43,7 +58,7 @@ function fail(res: ServerResponse, e: unknown): void {
 
 export function createReceiverHttp(o: ReceiverHttpOptions) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME });
-  wss.on('connection', (ws: WebSocket) => browserSocket(ws, o.receiver));
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => browserSocket(ws, o.receiver, () => o.limitClient?.(req.socket.remoteAddress ?? '')));
 
   async function push(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const raw = await readBody(req, MAX_PUSH_BODY);
@@ -62,12 +77,13 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
   }
 
   async function upload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    o.limitClient?.(req.socket.remoteAddress ?? '');
     const token = String(req.headers['x-parley-session'] ?? '');
     o.receiver.session(token);
     const { form, file } = await parseMultipart(req, { maxFieldLength: 4096, maxFileSize: o.maxFileSize, maxBodySize: o.maxFileSize + 65536 });
     if (file === undefined) throw new ParleyError('MISSING_PARAMETER', 'The multipart part "file" is required.');
     const reply = await o.receiver.upload(token, file, form.userData['file-description'] ?? form.fields.get('description'));
-    sendJson(res, 200, reply);
+    sendJson(res, 200, forBrowser(reply));
   }
 
   async function download(res: ServerResponse, fileId: string, token: string): Promise<void> {
@@ -83,7 +99,8 @@ export function createReceiverHttp(o: ReceiverHttpOptions) {
         if (rel === 'push' && req.method === 'POST') return push(req, res);
         if (rel === 'file' && req.method === 'POST') return upload(req, res);
         if (rel === 'file-limits' && req.method === 'GET') {
-          return sendJson(res, 200, await o.receiver.operate(query.get('session') ?? '', 'file/limits'));
+          o.limitClient?.(req.socket.remoteAddress ?? '');
+          return sendJson(res, 200, forBrowser(await o.receiver.operate(query.get('session') ?? '', 'file/limits')));
         }
         const m = /^file\/([^/]+)$/.exec(rel);
         if (m !== null && req.method === 'GET') return download(res, decodeSegmentOrNotFound(m[1] ?? ''), query.get('session') ?? '');
@@ -125,7 +142,7 @@ type TabFrame = { type: string; events?: Array<{ index: number }>; chatEnded?: b
 /** Frames of one tab waiting to be handled, at most. */
 const MAX_QUEUED_FRAMES = 64;
 
-function browserSocket(ws: WebSocket, receiver: Receiver): void {
+function browserSocket(ws: WebSocket, receiver: Receiver, limit: () => void): void {
   let token: string | undefined;
   let detach: (() => void) | undefined;
   let bad = 0;
@@ -193,6 +210,7 @@ function browserSocket(ws: WebSocket, receiver: Receiver): void {
         case 'start': {
           const nickname = str('nickname', 256)?.trim() ?? '';
           if (nickname === '') throw new ParleyError('MISSING_PARAMETER', 'nickname is required.');
+          limit();
           const { session, events } = await receiver.start({ nickname, subject: str('subject', 1024) ?? '', emailAddress: str('emailAddress', 256) ?? '' });
           // Closed while the chat was being started: nothing to attach (the chat stays cached for a resume).
           if (!closed) {

@@ -5,6 +5,7 @@ import type { Config } from '../config/catalogue.ts';
 import type { Logger } from '../log.ts';
 import { GatewayClient } from '../receiver/gateway-client.ts';
 import { HealthWatch } from '../receiver/health-watch.ts';
+import { checkRate, rateLimitsFrom } from '../gateway/chat-api.ts';
 import { createReceiverHttp } from '../receiver/receiver-http.ts';
 import { Receiver } from '../receiver/receiver.ts';
 import { TokenCache } from '../receiver/token-cache.ts';
@@ -39,7 +40,14 @@ export function createReceiverRole(
     log,
   );
   const health = new HealthWatch(opts.healthUrls, { failures: rc.healthFailures }, (alias) => void receiver.restoreNode(alias), log);
-  const http = createReceiverHttp({ receiver, signingSecret: rc.signingSecret, maxFileSize: config.fileTransfer.uploadMaxFileSize, log });
+  const limits = rateLimitsFrom(config.http, () => opts.clock.now());
+  const http = createReceiverHttp({
+    receiver,
+    signingSecret: rc.signingSecret,
+    maxFileSize: config.fileTransfer.uploadMaxFileSize,
+    log,
+    limitClient: (address) => checkRate(limits, address, undefined),
+  });
   if (opts.autoRun ?? true) {
     receiver.run();
     health.run(rc.healthIntervalMs);
