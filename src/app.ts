@@ -53,6 +53,8 @@ export interface App {
 
 export interface AppOptions extends Partial<NodeOptions> {
   readonly mode?: 'all' | 'node';
+  /** `parley start`: this process's own receiver push URL, the default push target (see customhttp.ts). */
+  readonly ownReceiver?: () => string | undefined;
 }
 
 export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions = {}): Promise<App> {
@@ -76,7 +78,14 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
       allow: parseAllowList(config.push.allowedNetworks),
     });
     node.registry.register(
-      createCustomHttpNode({ nodeId: `gms-${node.alias}`, config, delivery, clock: deps.clock, log: log.child({ component: 'customhttp' }) }),
+      createCustomHttpNode({
+        nodeId: `gms-${node.alias}`,
+        config,
+        delivery,
+        clock: deps.clock,
+        log: log.child({ component: 'customhttp' }),
+        ...(opts.ownReceiver === undefined ? {} : { ownReceiver: opts.ownReceiver }),
+      }),
     );
   }
 

@@ -254,7 +254,7 @@ export const FIXED_SECTIONS = {
       },
       'customhttp.url': {
         type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
-        doc: 'Where customhttp notifications are POSTed; required when pushEnabled has customhttp.',
+        doc: 'Where customhttp notifications are POSTed; required when pushEnabled has customhttp, except with [receiver] enabled: empty = the receiver of this process (parley start), on whatever port it listens.',
       },
       'customhttp.message': { type: 'string', default: '', doc: 'The message field of every customhttp notification.' },
       'debug.customhttp.url': {

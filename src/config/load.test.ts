@@ -171,8 +171,12 @@ describe('push', () => {
       'push customhttp.url: must be an http(s) URL, got "ftp://files.example/push"',
       'push.x customhttp.url: must be an http(s) URL, got "javascript:alert(1)"',
     ]);
-    const missing = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\n`).problems;
-    expect(missing.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual(['push customhttp.url: is required when pushEnabled includes customhttp']);
+    const missing = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\n[receiver]\nenabled=false\n`).problems;
+    expect(missing.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual([
+      'push customhttp.url: is required when pushEnabled includes customhttp (unless [receiver] enabled: then empty = this process\u2019s own receiver)',
+    ]);
+    // With the receiver of this process enabled, empty means "POST to it".
+    expect(parseConfig(`${SERVICE}[push]\npushEnabled=customhttp\n[receiver]\nenabled=true\n`, 'test.ini', {}).push.customhttpUrl).toBe('');
   });
 });
 

@@ -133,7 +133,13 @@ class ConfigBuilder {
         const variable = envVarName(name, key);
         known.add(variable);
         const raw = env[variable];
-        if (raw !== undefined) this.set(this.fixed.get(name) as Values, s.options, name, key, raw.trim(), { file: variable });
+        if (raw === undefined) continue;
+        // An override wins over the file: what was wrong with the file's value no longer matters.
+        for (let i = this.problems.length - 1; i >= 0; i--) {
+          const p = this.problems[i];
+          if (p !== undefined && p.section === name && p.key === key && p.file === this.fileName) this.problems.splice(i, 1);
+        }
+        this.set(this.fixed.get(name) as Values, s.options, name, key, raw.trim(), { file: variable });
       }
     }
     const prefixes = [...fixedSections.keys()].map((name) => ({ name, prefix: `${envVarName(name, '')}` }));

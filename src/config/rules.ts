@@ -42,10 +42,14 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   {
     section: 'push',
     key: 'customhttp.url',
-    uses: [['push', 'pushEnabled']],
+    uses: [
+      ['push', 'pushEnabled'],
+      ['receiver', 'enabled'],
+    ],
+    // Empty with the receiver enabled: `parley start` POSTs to its own receiver (customhttp.ts).
     check: (c) =>
-      c.push.pushEnabled.includes('customhttp') && c.push.customhttpUrl === ''
-        ? 'is required when pushEnabled includes customhttp'
+      c.push.pushEnabled.includes('customhttp') && c.push.customhttpUrl === '' && !c.receiver.enabled
+        ? 'is required when pushEnabled includes customhttp (unless [receiver] enabled: then empty = this process\u2019s own receiver)'
         : undefined,
   },
   {

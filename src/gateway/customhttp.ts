@@ -20,6 +20,11 @@ export interface CustomHttpNodeOptions {
   readonly delivery: HttpDelivery;
   readonly clock: Clock;
   readonly log: Logger;
+  /**
+   * Where the default provider POSTs when `[push] customhttp.url` is empty: the receiver of this very
+   * process (`parley start`), known once it listens.
+   */
+  readonly ownReceiver?: () => string | undefined;
 }
 
 interface Target {
@@ -28,12 +33,13 @@ interface Target {
 }
 
 /** The URL and message for a notification, or why there is none. */
-export function targetFor(config: CustomHttpNodeOptions['config'], n: Notification): Target | string {
+export function targetFor(config: CustomHttpNodeOptions['config'], n: Notification, ownReceiver?: () => string | undefined): Target | string {
   const name = n.subscription.provider;
   const p = name === undefined ? config.push : config.pushProviders.get(name);
   if (p === undefined) return `unknown push provider "${name}"`;
   const debug = n.subscription.debug;
-  const url = debug && p.debugCustomhttpUrl !== '' ? p.debugCustomhttpUrl : p.customhttpUrl;
+  const configured = debug && p.debugCustomhttpUrl !== '' ? p.debugCustomhttpUrl : p.customhttpUrl;
+  const url = configured === '' && name === undefined ? (ownReceiver?.() ?? '') : configured;
   const message = debug && p.debugCustomhttpMessage !== '' ? p.debugCustomhttpMessage : p.customhttpMessage;
   if (url === '') return `no customhttp.url for provider "${name ?? 'default'}"`;
   return { url, message };
@@ -62,7 +68,7 @@ export function createCustomHttpNode(o: CustomHttpNodeOptions): GatewayNode {
         );
         return { kind: 'gone', reason: 'customhttp not enabled' };
       }
-      const target = targetFor(config, n);
+      const target = targetFor(config, n, o.ownReceiver);
       if (typeof target === 'string') {
         o.log.warn({ chatId: n.chatId, notificationId: n.id }, target);
         return { kind: 'gone', reason: target };

@@ -6,6 +6,7 @@ import type { Config } from '../config/catalogue.ts';
 import { createRandomIds, type IdSource } from '../ids.ts';
 import type { Logger } from '../log.ts';
 import { RECEIVER_PREFIX } from '../receiver/receiver-http.ts';
+import { configInvalid } from '../config/problems.ts';
 import { openStore } from '../store/open.ts';
 import { listen } from './listen.ts';
 import { createReceiverRole, type ReceiverRole } from './receiver-role.ts';
@@ -28,7 +29,20 @@ export interface StartOptions {
 }
 
 export async function startAll(config: Config, opts: StartOptions): Promise<Running> {
+  // The customer page starts its chats in [receiver] service: without that service no chat could open.
+  if (config.receiver.enabled && !config.services.has(config.receiver.service)) {
+    throw configInvalid([
+      {
+        file: 'config',
+        section: 'receiver',
+        key: 'service',
+        message: `names no [chat.<name>] section ("${config.receiver.service}"; configured: ${[...config.services.keys()].join(', ')})`,
+      },
+    ]);
+  }
   const store = await openStore(config);
+  // With [push] customhttp.url empty, pushes go to this process's own receiver, wherever it listens.
+  let ownReceiver: string | undefined;
   const app = await buildApp(config, {
     store,
     clock: opts.clock ?? systemClock,
@@ -36,8 +50,9 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
     log: opts.log,
     ...(opts.random === undefined ? {} : { random: opts.random }),
     ...(opts.autoPush === undefined ? {} : { autoRun: opts.autoPush }),
-  });
+  }, { ownReceiver: () => ownReceiver });
   const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
+  if (config.receiver.enabled) ownReceiver = `${http.url}${RECEIVER_PREFIX}push`;
   const { server, url } = http;
   let receiver: ReceiverRole | undefined;
   if (config.receiver.enabled) {
