@@ -27,6 +27,8 @@ path = ./data/bench.db
 synchronous = normal
 [chat.${BENCH_SERVICE}]
 description = benchmark service
+[receiver]
+service = ${BENCH_SERVICE}
 [agent.alice]
 name = Alice
 password = alice-secret
