@@ -201,3 +201,15 @@ describe('static pages', () => {
     }
   });
 });
+
+describe('slow clients', () => {
+  it('gives a client 20 s to send its request headers (Node defaults to 60 s)', async () => {
+    const { listen } = await import('../src/roles/listen.ts');
+    const h = await listen('127.0.0.1', 0, (_req, res) => res.end('ok'));
+    try {
+      expect(h.server.headersTimeout).toBe(20_000);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -19,6 +19,8 @@ it('limits requests per chat session with 429, statusCode 1, until tokens come b
   expect(codes).toEqual([200, 200, 200, 200, 429]);
   const limited = await c.op('refresh');
   expect(limited.body).toMatchObject({ statusCode: 1, errors: [{ code: 123 }] });
+  // When to come back: a bucket refills within a second.
+  expect(limited.headers.get('retry-after')).toBe('1');
   expect(limited.body.messages).toEqual([]);
   clock.advance(500);
   expect((await c.op('refresh')).status).toBe(200);

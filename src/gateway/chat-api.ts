@@ -150,7 +150,13 @@ export function createChatApi(o: ChatApiOptions) {
         res.destroy();
         return;
       }
-      const headers: Record<string, string> = err.code === 'BODY_TOO_LARGE' || err.code === 'FILE_TOO_LARGE' ? { connection: 'close' } : {};
+      const headers: Record<string, string> =
+        err.code === 'BODY_TOO_LARGE' || err.code === 'FILE_TOO_LARGE'
+          ? { connection: 'close' }
+          : // A bucket refills one token per 1/rate s: a second is always enough for the next request.
+            err.code === 'RATE_LIMITED'
+            ? { 'retry-after': '1' }
+            : {};
       sendJson(res, err.spec.http, errorEnvelope(err, { chatId, alias }), headers);
     }
   };

@@ -9,7 +9,9 @@ export async function listen(
   handle: (req: IncomingMessage, res: ServerResponse) => void,
   upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
 ): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const server = createServer({ keepAliveTimeout: 65_000 }, handle);
+  // A client has 20 s to send a request's headers (Node's default is 60 s): a slow-headers client holds a
+  // connection for that long at most. Bodies are bounded by the size limits and the request timeout (300 s).
+  const server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 20_000 }, handle);
   // Upgraded (WebSocket) connections are not closed by closeAllConnections(): track them to end them.
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
