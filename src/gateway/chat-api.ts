@@ -89,7 +89,7 @@ export function createChatApi(o: ChatApiOptions) {
       const route = parseRoute(path);
       if (route === undefined) throw new ParleyError('NOT_FOUND', 'No Chat API v2 operation at this path.');
       if (route.kind !== 'request') chatId = route.chatId;
-      checkRate(o.rateLimits, req.socket.remoteAddress ?? '', chatId);
+      checkRate(o.rateLimits, req.socket.remoteAddress ?? '', undefined);
       const isDownload = route.kind === 'download';
       if (req.method !== 'POST' && !(isDownload && req.method === 'GET')) throw new ParleyError('METHOD_NOT_ALLOWED');
       checkApiKey(req, o.apiKey);
@@ -98,6 +98,9 @@ export function createChatApi(o: ChatApiOptions) {
       const { form, file } = req.method === 'GET' ? { form: formFromQuery(query), file: undefined } : await readForm(req, o.limits);
       alias = form.fields.get('alias');
       const id = identity(form);
+      // The session's bucket is the one of whoever holds its key: a caller who only knows the chatId cannot
+      // drain it for the customer (a wrong key fills a bucket of its own, and is refused anyway).
+      if (chatId !== undefined) checkRate(o.rateLimits, undefined, `${chatId}\n${id.secureKey ?? ''}`);
 
       switch (route.kind) {
         case 'request': {
@@ -162,13 +165,15 @@ export function createChatApi(o: ChatApiOptions) {
   };
 }
 
-/** The per-client and per-session buckets of a request; RATE_LIMITED when one is empty. */
-export function checkRate(r: ChatApiRateLimits | undefined, client: string, chatId: string | undefined): void {
+/** The per-client bucket of an address and the per-session bucket of a key; RATE_LIMITED when one is empty. */
+export function checkRate(r: ChatApiRateLimits | undefined, client: string | undefined, sessionKey: string | undefined): void {
   if (r === undefined) return;
   const now = r.now();
-  const address = client.startsWith('::ffff:') ? client.slice(7) : client;
-  if (!r.exempt.has(address) && !r.perClient.take(address, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests from this client; retry later.');
-  if (chatId !== undefined && !r.perSession.take(chatId, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests on this chat session; retry later.');
+  if (client !== undefined) {
+    const address = client.startsWith('::ffff:') ? client.slice(7) : client;
+    if (!r.exempt.has(address) && !r.perClient.take(address, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests from this client; retry later.');
+  }
+  if (sessionKey !== undefined && !r.perSession.take(sessionKey, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests on this chat session; retry later.');
 }
 
 function checkApiKey(req: IncomingMessage, apiKey: string): void {
