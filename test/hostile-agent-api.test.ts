@@ -180,3 +180,23 @@ describe('paths and ids', () => {
     expect(r.headers.get('allow')).toBe('GET');
   });
 });
+
+describe('password guessing', () => {
+  it('after 10 wrong passwords from one address, sign-ins from it are refused with 429 for a while, right ones too', async () => {
+    const own = await startTestServer();
+    try {
+      const login = (password: string) =>
+        fetch(`${own.url}/agent/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ agentId: 'alice', password }) });
+      // A right password resets nothing, and a malformed request is not a guess.
+      expect((await login('alice-secret')).status).toBe(200);
+      expect((await fetch(`${own.url}/agent/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(400);
+      const wrong: number[] = [];
+      for (let i = 0; i < 11; i++) wrong.push((await login(`guess-${i}`)).status);
+      expect(wrong.slice(0, 10).every((s) => s === 401 || s === 403)).toBe(true);
+      expect(wrong[10]).toBe(429);
+      expect((await login('alice-secret')).status).toBe(429);
+    } finally {
+      await own.close();
+    }
+  });
+});

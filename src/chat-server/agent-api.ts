@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
+import { RateLimiter } from '../http/rate-limit.ts';
 import { sendDownload, sendJson } from '../http/respond.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
 import { summarize, type AgentOps, type AgentView } from './agent-ops.ts';
@@ -54,7 +55,11 @@ export function viewJson(v: AgentView, from = v.from ?? 1) {
   return { chat: summarize(v.session), events: from <= first ? v.events : v.events.slice(from - first) };
 }
 
+/** Wrong passwords per client address: 10 in a row, then one every 5 s (password guessing). */
+const LOGIN_FAILURES = { rate: 0.2, burst: 10 };
+
 export function createAgentApi(o: AgentApiOptions) {
+  const failedLogins = new RateLimiter(LOGIN_FAILURES.rate, LOGIN_FAILURES.burst);
   return async function handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
     try {
       const parts = path.slice(AGENT_API_PREFIX.length).split('/');
@@ -62,7 +67,15 @@ export function createAgentApi(o: AgentApiOptions) {
       if (parts[0] === 'login' && parts.length === 1) {
         if (method !== 'POST') throw notAllowed('POST');
         const body = await jsonBody(req);
-        const t = o.directory.signIn(str(body, 'agentId', true) ?? '', str(body, 'password', true) ?? '');
+        const address = req.socket.remoteAddress ?? '';
+        if (!failedLogins.allows(address, Date.now())) throw new ParleyError('RATE_LIMITED', 'Too many failed sign-ins from this address; retry later.');
+        let t: ReturnType<AgentDirectory['signIn']>;
+        try {
+          t = o.directory.signIn(str(body, 'agentId', true) ?? '', str(body, 'password', true) ?? '');
+        } catch (err) {
+          if (err instanceof ParleyError && err.code !== 'MISSING_PARAMETER' && err.code !== 'INVALID_PARAMETER') failedLogins.take(address, Date.now());
+          throw err;
+        }
         const a = o.directory.account(t.agentId);
         return sendJson(res, 200, { token: t.token, expiresAt: t.expiresAt, agent: publicAgent(a) });
       }

@@ -32,6 +32,13 @@ export class RateLimiter {
     return true;
   }
 
+  /** Whether `take` would succeed now, without taking anything. */
+  allows(key: string, now: number): boolean {
+    if (this.rate <= 0) return true;
+    const b = this.buckets.get(key);
+    return b === undefined || Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate) >= 1;
+  }
+
   get size(): number {
     return this.buckets.size;
   }
