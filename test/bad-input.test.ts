@@ -1012,3 +1012,26 @@ describe('agent WebSocket', () => {
     expect((await s.closed).code).toBe(4400);
   });
 });
+
+describe('a session cannot grow without bound through userData', () => {
+  it('refuses an updateData that would take userData past 64 Ki characters (400, code 102), keeping what was stored', async () => {
+    const own = await startTestServer();
+    try {
+      const c = new ChatClient(own.url);
+      await c.start();
+      const chunk = 'x'.repeat(15_000);
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await c.op('updateData', { [`userData[k${i}]`]: chunk })).status);
+      // 4 × 15,002 characters fit in 65,536; the fifth would not.
+      expect(statuses).toEqual([200, 200, 200, 200, 400]);
+      const refused = await c.op('updateData', { 'userData[k9]': chunk });
+      expect(refused.body).toMatchObject({ statusCode: 2, errors: [{ code: 102 }] });
+      const stored = (await own.running.app.node.sessions.get(c.chatId)).session.userData;
+      expect(Object.keys(stored).filter((k) => k.startsWith('k'))).toEqual(['k0', 'k1', 'k2', 'k3']);
+      // Replacing a value keeps the size: accepted.
+      expect((await c.op('updateData', { 'userData[k0]': 'short' })).status).toBe(200);
+    } finally {
+      await own.close();
+    }
+  });
+});

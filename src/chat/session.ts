@@ -148,7 +148,7 @@ export function openSession(input: OpenSessionInput, now: number): Change {
     emailAddress: input.emailAddress?.trim() ?? '',
     firstName: input.firstName?.trim() ?? '',
     lastName: input.lastName?.trim() ?? '',
-    userData: { ...input.userData },
+    userData: boundedUserData({ ...input.userData }),
     participants: [client],
     nextParticipantId: CLIENT_PARTICIPANT_ID + 1,
     lastIndex: 0,
@@ -204,7 +204,18 @@ export function updateNickname(s: Session, participantId: number, nickname: stri
 /** Update Data: userData merged into the session; no transcript event. */
 export function updateData(s: Session, userData: Readonly<Record<string, string>>, now: number): Change {
   assertOpen(s);
-  return { session: { ...s, userData: { ...s.userData, ...userData }, updatedAt: now }, events: [] };
+  return { session: { ...s, userData: boundedUserData({ ...s.userData, ...userData }), updatedAt: now }, events: [] };
+}
+
+/** The most userData a session keeps (keys and values, in UTF-16 code units); every write rewrites it. */
+export const MAX_USER_DATA = 64 * 1024;
+
+/** userData within MAX_USER_DATA, or INVALID_PARAMETER (nothing is stored): a session cannot grow without bound. */
+export function boundedUserData(d: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  let size = 0;
+  for (const [k, v] of Object.entries(d)) size += k.length + v.length;
+  if (size > MAX_USER_DATA) throw new ParleyError('INVALID_PARAMETER', `userData may hold at most ${MAX_USER_DATA} characters in all.`);
+  return d;
 }
 
 const RECENT_REQUESTS = 32;
