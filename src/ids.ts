@@ -18,9 +18,16 @@ export interface IdSource {
 
 const B62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
-function base62(bytes: Buffer): string {
+/** `length` base62 characters, each uniform: bytes of 248 and up are skipped (248 = 4 × 62), so no character is likelier. */
+function base62(take: (n: number) => Buffer, length: number): string {
   let s = '';
-  for (const b of bytes) s += B62[b % 62];
+  while (s.length < length) {
+    for (const b of take(length - s.length + 2)) {
+      if (b >= 248) continue;
+      s += B62[b % 62];
+      if (s.length === length) break;
+    }
+  }
   return s;
 }
 
@@ -28,10 +35,10 @@ export function createRandomIds(): IdSource {
   const pool = new RandomPool();
   const randomBytes = (n: number) => pool.take(n);
   return {
-    chatId: () => base62(randomBytes(16)),
+    chatId: () => base62(randomBytes, 16),
     userId: () => randomBytes(8).toString('hex').toUpperCase(),
     secureKey: () => randomBytes(10).toString('hex'),
-    fileId: () => base62(randomBytes(12)),
+    fileId: () => base62(randomBytes, 12),
     token: () => randomBytes(24).toString('base64url'),
     notificationId: () => `ntf_${randomBytes(12).toString('base64url')}`,
   };
