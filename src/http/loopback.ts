@@ -1,6 +1,8 @@
-/** Whether a peer address is this machine (127.0.0.0/8, ::1, or IPv4-mapped 127.x). */
+/** Whether a peer address is this machine: the "loopback" networks of the push allow-list (127.0.0.0/8, ::1, IPv4-mapped). */
+import { parseAllowList } from '../push/ssrf.ts';
+
+const LOOPBACK = parseAllowList(['loopback']);
+
 export function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const a = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
-  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
+  return address !== undefined && LOOPBACK.allows(address);
 }
