@@ -169,6 +169,12 @@ export class LiveSessions {
   }
 
   /** Forgets a session (it moved to another node, or ended). */
+  /** The entry as memory holds it now (an ended session is read for the request at hand and never held). */
+  private isCurrent(entry: LiveSession): boolean {
+    const held = this.live.get(entry.session.chatId);
+    return held === entry || (held === undefined && entry.session.state === 'ended');
+  }
+
   /** Another node owns the session now: out of memory, and its pushes and timers are no longer ours. */
   private lose(chatId: string): void {
     this.evict(chatId);
@@ -196,41 +202,38 @@ export class LiveSessions {
   async get(chatId: string): Promise<LiveSession> {
     this.noticeLapses();
     let hit = this.live.get(chatId);
-    if (hit?.stale === true) {
-      // Read again from the store; until then (and if that fails) the last known state stays listed.
-      const fresh = await this.reload(hit);
-      hit = fresh;
-    }
+    // Read again from the store; until then (and if that fails) the last known state stays listed.
+    if (hit?.stale === true) hit = await this.reload(hit);
     if (hit !== undefined) return hit.unverified === true || this.ownership.lease?.valid() === false ? this.verify(hit) : hit;
+    return this.loadOnce(chatId, () => this.load(chatId));
+  }
+
+  /** One load of a session at a time: callers arriving meanwhile share it. */
+  private loadOnce(chatId: string, run: () => Promise<LiveSession>): Promise<LiveSession> {
     let pending = this.loading.get(chatId);
     if (pending === undefined) {
-      pending = this.load(chatId).finally(() => this.loading.delete(chatId));
+      pending = run().finally(() => this.loading.delete(chatId));
       this.loading.set(chatId, pending);
     }
     return pending;
   }
 
   /** A stale entry read again from the store (a load like any other); it replaces the entry once read. */
-  private async reload(stale: LiveSession): Promise<LiveSession> {
+  private reload(stale: LiveSession): Promise<LiveSession> {
     const chatId = stale.session.chatId;
-    let pending = this.loading.get(chatId);
-    if (pending === undefined) {
-      pending = (async () => {
-        this.evict(chatId);
-        try {
-          return await this.load(chatId);
-        } catch (err) {
-          // Not readable now: the last known state is listed again, still stale.
-          if (!this.live.has(chatId) && !(err instanceof ParleyError && (err.code === 'NOT_OWNER' || err.code === 'UNKNOWN_CHAT'))) {
-            this.live.set(chatId, stale);
-            this.account(undefined, stale.session);
-          }
-          throw err;
+    return this.loadOnce(chatId, async () => {
+      this.evict(chatId);
+      try {
+        return await this.load(chatId);
+      } catch (err) {
+        // Not readable now: the last known state is listed again, still stale.
+        if (!this.live.has(chatId) && !(err instanceof ParleyError && (err.code === 'NOT_OWNER' || err.code === 'UNKNOWN_CHAT'))) {
+          this.live.set(chatId, stale);
+          this.account(undefined, stale.session);
         }
-      })().finally(() => this.loading.delete(chatId));
-      this.loading.set(chatId, pending);
-    }
-    return pending;
+        throw err;
+      }
+    });
   }
 
   /** After a lapse of the ownership lease, every session held here is checked once before its next use. */
@@ -298,9 +301,7 @@ export class LiveSessions {
     // While get() waited (a load, or an ownership check against the store), the operation ahead may have
     // finished and parked the session, or a failed write evicted it: join the queue of the session as it
     // is in memory now, not a detached copy.
-    for (let again = 0; again < 3 && this.live.get(chatId) !== entry && !(entry.session.state === 'ended' && !this.live.has(chatId)); again++) {
-      entry = await this.get(chatId);
-    }
+    for (let again = 0; again < 3 && !this.isCurrent(entry); again++) entry = await this.get(chatId);
     const run = entry.tail.then(
       () => fn(entry),
       () => fn(entry),
