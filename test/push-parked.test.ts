@@ -241,7 +241,7 @@ describe('parked notifications, whole node', () => {
   // of another node's session stayed parked here for good (its activity goes to its owner); now the first
   // gateway node connecting here unparks it (engine.ts:151-153) and this node POSTs it, while its owner POSTs it
   // too when its own gateway joins: the same notification is sent twice (and here it is later failed at
-  // `parkedUntil` and that state written over the owner's). Right: a node loads and sends only the outbox of
+  // `deliveryWindowEnd` and that state written over the owner's). Right: a node loads and sends only the outbox of
   // the sessions it owns (the rest comes along with `loadFor` when it restores a session).
   it('cluster on one store: a node that starts does not POST the parked notifications of a live node\'s session', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'parley-review-'));

@@ -38,7 +38,7 @@ export interface Notification {
   readonly sends: number;
   /** Failed POSTs since the last success. */
   readonly failures: number;
-  /** When to try next; null = parked (no gateway node) until the session's next activity or a node joins, at most until `parkedUntil`. */
+  /** When to try next; null = parked (no gateway node) until the session's next activity or a node joins, at most until `deliveryWindowEnd`. */
   readonly nextAttemptAt: number | null;
   readonly lastError?: string;
   readonly finishedAt?: number;
@@ -171,7 +171,7 @@ export function afterAttempt(n: Notification, outcome: DeliveryOutcome, now: num
   }
   const failed = { ...tried, failures: n.failures + 1, lastError: outcome.reason };
   if (!n.subscription.resend) return fail(failed, now, outcome.reason);
-  const deadline = n.createdAt + p.resendDelayMs * (p.resendAttempts + 1);
+  const deadline = deliveryWindowEnd(n, p);
   // The backoff is capped at the resend delay; a receiver's Retry-After (429/503) is honoured as it is.
   const wait = Math.max(Math.min(p.backoffMs(failed.failures), p.resendDelayMs), outcome.retryAfterMs ?? 0);
   if (now + wait > deadline) return fail(failed, now, `undeliverable: ${outcome.reason}`);
@@ -184,16 +184,17 @@ export function park(n: Notification, reason: string): Notification {
 }
 
 /**
- * Until when a parked notification waits for a gateway node: the window a reliable notification's retries
- * get, flex-push-resend-delay × (flex-push-resend-attempts + 1) after it was created.
+ * The end of a notification's delivery window, flex-push-resend-delay × (flex-push-resend-attempts + 1)
+ * after it was created: a reliable one's failed POSTs are retried until then, and a parked one (no
+ * gateway node) waits until then.
  */
-export function parkedUntil(n: Notification, p: ResendPolicy): number {
+export function deliveryWindowEnd(n: Notification, p: ResendPolicy): number {
   return n.createdAt + p.resendDelayMs * (p.resendAttempts + 1);
 }
 
 /** A parked notification whose wait is over has failed (no gateway node came); any other is unchanged. */
 export function expireParked(n: Notification, now: number, p: ResendPolicy): Notification {
-  if (n.nextAttemptAt !== null || isFinal(n) || now < parkedUntil(n, p)) return n;
+  if (n.nextAttemptAt !== null || isFinal(n) || now < deliveryWindowEnd(n, p)) return n;
   return fail(n, now, n.lastError ?? 'no gms node found in group');
 }
 

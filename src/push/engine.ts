@@ -17,7 +17,7 @@ import {
   expireParked,
   isFinal,
   park,
-  parkedUntil,
+  deliveryWindowEnd,
   unpark,
   type DeliveryOutcome,
   type Notification,
@@ -72,14 +72,14 @@ export class PushEngine {
   /** A parked notification loaded here is due now, unless its wait is over (it then fails at the next tick). */
   private retryParked(n: Notification): Notification {
     const now = this.d.clock.now();
-    return now < parkedUntil(n, this.d.policy) ? unpark(n, now) : n;
+    return now < deliveryWindowEnd(n, this.d.policy) ? unpark(n, now) : n;
   }
 
   /** Puts a notification where its next attempt waits: the ready queue or the index (a parked one: its expiry), or nowhere (final). */
   private schedule(n: Notification): void {
     if (isFinal(n)) return;
     if (n.nextAttemptAt === null) {
-      this.later.push(parkedUntil(n, this.d.policy), n.id);
+      this.later.push(deliveryWindowEnd(n, this.d.policy), n.id);
       return;
     }
     if (n.nextAttemptAt <= this.d.clock.now()) {

@@ -1,5 +1,5 @@
 /**
- * Parked notifications (no gateway node in the group): unparked when a node joins, failed at `parkedUntil`, races with acknowledgements and activity, restarts and restores.
+ * Parked notifications (no gateway node in the group): unparked when a node joins, failed at `deliveryWindowEnd`, races with acknowledgements and activity, restarts and restores.
  * Engine level: fake store, manual clock, real GatewayRegistry, in-memory gateway nodes.
  */
 import { describe, expect, it } from 'vitest';
@@ -137,7 +137,7 @@ describe('parked notifications, engine level', () => {
     expect(await count('failed')).toBe(0);
   });
 
-  it('the node leaving right after it joined: parked again (logged again), then failed once at parkedUntil', async () => {
+  it('the node leaving right after it joined: parked again (logged again), then failed once at deliveryWindowEnd', async () => {
     const { engine, clock, saved, count, join, delivered, log, later } = setup();
     engine.add([notification('flap', { resend: true })]);
     await engine.tick();
@@ -231,7 +231,7 @@ describe('parked notifications, engine level', () => {
   // notifications along, but `track` → `schedule` (engine.ts:70-72) only puts a parked one in the index at its
   // expiry: it is never tried although this node HAS a gateway node of the group (it was parked only because
   // the dead node had none). No join will come (the node is already here) and, after an agent-side restore,
-  // no activity either, so it waits until `parkedUntil` and is failed "no gms node found in group" (engine.ts:177-180)
+  // no activity either, so it waits until `deliveryWindowEnd` and is failed "no gms node found in group" (engine.ts:177-180)
   // — a lost notification with a false reason. Right: a restored parked notification whose group has a node here
   // is due at once (unpark on loadFor when `registry` has a node of its group), as loadFor's own doc says
   // ("pushes that were due on the dead node resume here").
