@@ -4,8 +4,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { ManualClock } from '../src/clock.ts';
-import { AgentClient, ChatClient, startTestServer, type TestServer } from './helpers.ts';
+import { ChatClient, type TestServer } from './helpers.ts';
+import { startClockedServer } from './support/clocked-server.ts';
 
 let srv: TestServer | undefined;
 const sockets: WebSocket[] = [];
@@ -16,18 +16,9 @@ afterEach(async () => {
 });
 
 async function setup() {
-  const clock = new ManualClock(Date.now());
-  srv = await startTestServer('', { PARLEY_SETTINGS_FLEX_DISCONNECT_TIMEOUT: '1728000', PARLEY_SETTINGS_FLEX_PUSH_TIMEOUT: '1728000' }, { clock, autoPush: false });
-  const alice = new AgentClient(srv.url, 'alice', 'alice-secret');
-  const bob = new AgentClient(srv.url, 'bob', 'bob-secret-1');
-  await alice.login();
-  await bob.login();
-  const s = srv;
-  const tick = async (ms: number) => {
-    clock.advance(ms);
-    await s.running.app.timers.tick();
-  };
-  return { srv: s, clock, alice, bob, tick };
+  const started = await startClockedServer();
+  srv = started.srv;
+  return started;
 }
 
 async function chat(base: string, nickname: string, asyncMode = false): Promise<ChatClient> {

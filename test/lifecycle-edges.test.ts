@@ -4,8 +4,8 @@
  * Timers act only on `app.timers.tick()`, after the test moves the clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../src/clock.ts';
-import { AgentClient, ChatClient, postForm, postMultipart, startTestServer, type TestServer } from './helpers.ts';
+import { ChatClient, postForm, postMultipart, type TestServer } from './helpers.ts';
+import { startClockedServer } from './support/clocked-server.ts';
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -18,22 +18,9 @@ afterEach(async () => {
 });
 
 async function setup(env: Record<string, string> = {}) {
-  const clock = new ManualClock(1_700_000_000_000);
-  srv = await startTestServer('', { PARLEY_SETTINGS_FLEX_DISCONNECT_TIMEOUT: '1728000', PARLEY_SETTINGS_FLEX_PUSH_TIMEOUT: '1728000', ...env }, { clock, autoPush: false });
-  const alice = new AgentClient(srv.url, 'alice', 'alice-secret');
-  const bob = new AgentClient(srv.url, 'bob', 'bob-secret-1');
-  await alice.login();
-  await bob.login();
-  const s = srv;
-  const tick = async (ms: number) => {
-    clock.advance(ms);
-    await s.running.app.timers.tick();
-    if (ms >= HOUR) {
-      await alice.login();
-      await bob.login();
-    }
-  };
-  return { srv: s, clock, alice, bob, tick };
+  const started = await startClockedServer(env, 1_700_000_000_000);
+  srv = started.srv;
+  return started;
 }
 
 async function asyncChat(base: string, nickname = 'Ann') {

@@ -5,8 +5,8 @@
  * Timers act only on `app.timers.tick()`, after the test moves the clock.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../src/clock.ts';
-import { AgentClient, ChatClient, postMultipart, startTestServer, type TestServer } from './helpers.ts';
+import { ChatClient, postMultipart, type TestServer } from './helpers.ts';
+import { startClockedServer } from './support/clocked-server.ts';
 
 const HOUR = 3600_000;
 let srv: TestServer | undefined;
@@ -16,23 +16,9 @@ afterEach(async () => {
 });
 
 async function setup(env: Record<string, string> = {}) {
-  const clock = new ManualClock(Date.now());
-  srv = await startTestServer('', { PARLEY_SETTINGS_FLEX_DISCONNECT_TIMEOUT: '1728000', PARLEY_SETTINGS_FLEX_PUSH_TIMEOUT: '1728000', ...env }, { clock, autoPush: false });
-  const alice = new AgentClient(srv.url, 'alice', 'alice-secret');
-  const bob = new AgentClient(srv.url, 'bob', 'bob-secret-1');
-  await alice.login();
-  await bob.login();
-  const s = srv;
-  const tick = async (ms: number) => {
-    clock.advance(ms);
-    await s.running.app.timers.tick();
-    // Agent tokens last 12 hours; after long jumps the agents sign in again, as people would.
-    if (ms >= HOUR) {
-      await alice.login();
-      await bob.login();
-    }
-  };
-  return { srv: s, clock, alice, bob, tick };
+  const started = await startClockedServer(env);
+  srv = started.srv;
+  return started;
 }
 
 async function asyncChat(base: string, nickname = 'Ann') {
