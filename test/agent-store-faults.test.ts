@@ -13,37 +13,20 @@ import { ParleyError } from '../src/errors.ts';
 import { createRandomIds } from '../src/ids.ts';
 import { silentLogger } from '../src/log.ts';
 import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
-import type { ChangeRecord, Store } from '../src/store/port.ts';
+import type { Store } from '../src/store/port.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
 import { BASE_INI, SERVICE } from './helpers.ts';
+import { faulty, type Faults } from './support/faulty-store.ts';
 
 let dir: string;
 let store: Store;
-let failNext = 0;
+let faults: Faults;
 let node: ChatNode | undefined;
-
-function faulty(real: Store): Store {
-  return new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop === 'recordChange') {
-        return async (c: ChangeRecord) => {
-          if (failNext > 0) {
-            failNext--;
-            throw new Error('injected: connection refused');
-          }
-          await target.recordChange(c);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'parley-review-agent-store-'));
   store = openSqliteStore({ path: join(dir, 'parley.db'), synchronous: 'normal' });
-  failNext = 0;
+  faults = { failCleanly: 0, failAfterCommit: 0 };
   node = undefined;
 });
 
@@ -55,7 +38,7 @@ afterEach(async () => {
 
 async function startNode(): Promise<ChatNode> {
   const config = parseConfig(BASE_INI, 'test.ini', { PARLEY_STORE_PATH: join(dir, 'unused.db') });
-  node = await buildChatNode(config, { store: faulty(store), clock: new ManualClock(), ids: createRandomIds(), log: silentLogger, autoRun: false }, { loadScope: 'all' });
+  node = await buildChatNode(config, { store: faulty(store, faults), clock: new ManualClock(), ids: createRandomIds(), log: silentLogger, autoRun: false }, { loadScope: 'all' });
   return node;
 }
 
@@ -81,7 +64,7 @@ describe('a failed store write on a chat', () => {
     const bob = n.agents.account('bob'); // max-chats 1
     const x = await n.client.requestChat(SERVICE, { nickname: 'Ann' });
     await n.agentOps.accept(bob, x.session.chatId);
-    failNext = 1;
+    faults.failCleanly = 1;
     expect(await codeOf(n.agentOps.send(bob, x.session.chatId, 'one moment'))).toBe('UNAVAILABLE');
     const y = await n.client.requestChat(SERVICE, { nickname: 'Ben' });
     expect(await codeOf(n.agentOps.accept(bob, y.session.chatId))).toBe('AGENT_CAPACITY');
@@ -99,7 +82,7 @@ describe('a failed store write on a chat', () => {
     const x = await n.client.requestChat(SERVICE, { nickname: 'Ann' });
     const id = { secureKey: x.session.secureKey, userId: x.session.userId };
     expect((await n.agentOps.overview(alice)).waiting.map((s) => s.chatId)).toEqual([x.session.chatId]);
-    failNext = 1;
+    faults.failCleanly = 1;
     expect(await codeOf(n.client.perform(x.session.chatId, SERVICE, id, { op: 'startTyping', message: 'I' }, 'none'))).toBe('UNAVAILABLE');
     expect((await n.agentOps.overview(alice)).waiting.map((s) => s.chatId)).toEqual([x.session.chatId]);
   });
@@ -108,7 +91,7 @@ describe('a failed store write on a chat', () => {
     const n = await startNode();
     const bob = n.agents.account('bob');
     const x = await n.client.requestChat(SERVICE, { nickname: 'Ann' });
-    failNext = 1;
+    faults.failCleanly = 1;
     expect(await codeOf(n.agentOps.accept(bob, x.session.chatId))).toBe('UNAVAILABLE');
     expect(n.agentOps.activeChatCount('bob')).toBe(0);
     expect(await codeOf(n.agentOps.accept(bob, x.session.chatId))).toBe('ok');
