@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openSession, say } from '../chat/session.ts';
+import { agentJoin, agentLeave, openSession, say } from '../chat/session.ts';
+import type { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import { LiveSessions } from './live-sessions.ts';
@@ -80,5 +81,70 @@ describe('LiveSessions and the ownership lease', () => {
     expect(live.size).toBe(0);
     // Asked again, it is loaded from the store and found owned by the live node 201: NOT_OWNER, pointing there.
     await expect(live.get('c1')).rejects.toMatchObject({ code: 'NOT_OWNER', details: { owner: '201' } });
+  });
+});
+
+describe('LiveSessions and a stored document that lags its transcript (SQLite)', () => {
+  let dir: string;
+  let store: Store;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'parley-live-'));
+    store = openSqliteStore({ path: join(dir, 'live.db'), synchronous: 'normal' });
+  });
+
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function activeChat(sessions: LiveSessions, now: number) {
+    const opened = openSession({ chatId: 'c1', serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'Ann' }, now);
+    const entry = await sessions.create(opened);
+    await sessions.serial('c1', (e) => sessions.commit(e, agentJoin(e.session, { agentId: 'alice', nickname: 'Alice' }, now + 1)));
+    return entry;
+  }
+
+  it('messages leave the stored document as it was; a restarted node loads the session as memory had it', async () => {
+    const sessions = new LiveSessions(store, '117');
+    await activeChat(sessions, 1_000);
+    const docBefore = await store.loadSession('c1');
+    for (let i = 0; i < 5; i++) {
+      await sessions.serial('c1', (e) => sessions.commit(e, say(e.session, i % 2 === 0 ? 1 : 2, i === 3 ? 'TypingStarted' : 'Message', { text: `m${i}` }, 2_000 + i)));
+    }
+    const inMemory = sessions.peek('c1');
+    // Not rewritten for the messages: the document still says what it said after the join.
+    expect(await store.loadSession('c1')).toEqual(docBefore);
+    expect((await store.loadEvents('c1', 1)).at(-1)?.index).toBe(inMemory?.lastIndex);
+
+    const restarted = new LiveSessions(store, '117');
+    await restarted.loadOpen('owned');
+    expect(restarted.peek('c1')).toEqual(inMemory);
+    expect(restarted.peek('c1')?.activity.typing).toBe(2_003);
+
+    // A change of anything else writes the document whole again.
+    await restarted.serial('c1', (e) => restarted.commit(e, agentLeave(e.session, 'alice', 3_000)));
+    expect(await store.loadSession('c1')).toEqual(restarted.peek('c1'));
+  });
+
+  it('a message of a node that lost the session is refused NOT_OWNER and stores nothing, like any write', async () => {
+    const sessions = new LiveSessions(store, '117');
+    await activeChat(sessions, 1_000);
+    const stored = await store.loadOwned('c1');
+    expect(await store.claimSession('c1', stored?.ownership ?? { owner: '', epoch: 0 }, '118')).toBeDefined();
+    const before = await store.loadEvents('c1', 1);
+    const err = await sessions.serial('c1', (e) => sessions.commit(e, say(e.session, 1, 'Message', { text: 'late' }, 2_000))).catch((e: unknown) => e);
+    expect((err as ParleyError).code).toBe('NOT_OWNER');
+    expect(await store.loadEvents('c1', 1)).toEqual(before);
+  });
+
+  it('an event-only write of a session the store does not have is refused UNKNOWN_CHAT', async () => {
+    const s = openSession({ chatId: 'ghost', serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'Ann' }, 1_000);
+    const c = say(s.session, 1, 'Message', { text: 'x' }, 2_000);
+    const err = await store.recordChange({ ...c, onlyEventFields: true }).catch((e: unknown) => e);
+    expect((err as ParleyError).code).toBe('UNKNOWN_CHAT');
+    const fenced = await store.recordChange({ ...c, onlyEventFields: true, fence: { owner: '117', epoch: 1 } }).catch((e: unknown) => e);
+    expect((fenced as ParleyError).code).toBe('UNKNOWN_CHAT');
+    expect(await store.loadEvents('ghost', 1)).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@
  * is applied in memory only after the store committed it, so a failed write changes nothing.
  */
 import { durable, type Notification } from '../chat/notification.ts';
+import { catchUp, onlyEventFieldsChanged } from '../chat/catch-up.ts';
 import { upgradeSession } from '../chat/session.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
@@ -283,7 +284,8 @@ export class LiveSessions {
     const events = await guard(() => this.store.loadEvents(chatId, 1));
     const hit = this.live.get(chatId);
     if (hit !== undefined) return hit;
-    let session: Session = { ...upgradeSession(stored.session), alias: this.alias };
+    // The stored document may lag the transcript by the events of message-only changes (chat/catch-up.ts).
+    let session: Session = { ...catchUp(upgradeSession(stored.session), events), alias: this.alias };
     if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) session = this.ownership.restore(session, from);
     const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch };
     // An ended session is read for the request at hand (a late refresh, an old timer) and not kept.
@@ -320,7 +322,13 @@ export class LiveSessions {
     const outbox = this.outboxFor(change.session, change.events);
     try {
       await guard(() =>
-        this.store.recordChange({ ...change, outbox: durable(outbox), fence: { owner: this.alias, epoch: entry.epoch }, ...(file === undefined ? {} : { file }) }),
+        this.store.recordChange({
+          ...change,
+          outbox: durable(outbox),
+          fence: { owner: this.alias, epoch: entry.epoch },
+          onlyEventFields: file === undefined && onlyEventFieldsChanged(entry.session, change.session, change.events),
+          ...(file === undefined ? {} : { file }),
+        }),
       );
     } catch (err) {
       // Another node restored the session meanwhile (this one was thought dead): it is theirs now. Any other

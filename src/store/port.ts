@@ -26,6 +26,12 @@ export interface ChangeRecord {
    * another node can no longer change it. The write fails with NOT_OWNER otherwise.
    */
   readonly fence?: Ownership;
+  /**
+   * The session changed only in what its events imply (`onlyEventFieldsChanged` in chat/catch-up.ts): the
+   * store may keep the stored document as it is and store the events alone (the SQLite store does; the
+   * loader folds them back in with `catchUp`). The fence and the index sequence are checked all the same.
+   */
+  readonly onlyEventFields?: boolean;
 }
 
 /** Which chat server node owns a session; `epoch` grows with every change of owner. */

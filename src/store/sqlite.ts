@@ -167,6 +167,7 @@ class SqliteStore implements Store {
       ),
       workbin: db.prepare('SELECT doc FROM sessions WHERE workbin_agent = ? ORDER BY updated_at DESC LIMIT ?').pluck(),
       loadOwned: db.prepare('SELECT doc, owner, epoch FROM sessions WHERE chat_id = ?'),
+      isOwned: db.prepare('SELECT 1 FROM sessions WHERE chat_id = ? AND owner = ? AND epoch = ?').pluck(),
       claim: db.prepare('UPDATE sessions SET owner = ?, epoch = epoch + 1 WHERE chat_id = ? AND owner = ? AND epoch = ?'),
       renew: db.prepare("UPDATE sessions SET epoch = epoch + 1 WHERE owner = ? AND state <> 'ended'"),
       listOwned: db.prepare(
@@ -209,6 +210,13 @@ class SqliteStore implements Store {
   recordChange(c: ChangeRecord): Promise<void> {
     return this.write(() => {
       const s = c.session;
+      if (c.onlyEventFields === true) {
+        // Only events: the document stays (see ChangeRecord), but the write is fenced all the same.
+        const f = c.fence;
+        const owned = f === undefined ? this.stmt.loadSession.get(s.chatId) !== undefined : this.stmt.isOwned.get(s.chatId, f.owner, f.epoch) !== undefined;
+        if (owned) return this.applyRest(c);
+        this.refuse(c);
+      }
       const doc = JSON.stringify(s);
       const wb = workbinAgent(s);
       const f = c.fence;
@@ -222,14 +230,18 @@ class SqliteStore implements Store {
             ? this.stmt.updateSession.run(s.state, s.updatedAt, doc, wb, s.chatId)
             : this.stmt.updateFenced.run(s.state, s.updatedAt, doc, wb, s.chatId, f.owner, f.epoch);
       }
-      if (r.changes !== 1) {
-        if (c.fence !== undefined && this.stmt.loadSession.get(s.chatId) !== undefined) {
-          throw new ParleyError('NOT_OWNER', `session ${s.chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
-        }
-        throw new ParleyError('UNKNOWN_CHAT', `no stored session ${s.chatId}`);
-      }
+      if (r.changes !== 1) this.refuse(c);
       this.applyRest(c);
     });
+  }
+
+  /** Why a change found no session row to write: owned by another node now, or none at all. */
+  private refuse(c: ChangeRecord): never {
+    const chatId = c.session.chatId;
+    if (c.fence !== undefined && this.stmt.loadSession.get(chatId) !== undefined) {
+      throw new ParleyError('NOT_OWNER', `session ${chatId} is no longer owned by ${c.fence.owner}@${c.fence.epoch}`);
+    }
+    throw new ParleyError('UNKNOWN_CHAT', `no stored session ${chatId}`);
   }
 
   saveNotifications(notifications: readonly Notification[]): Promise<void> {
