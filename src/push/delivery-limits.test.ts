@@ -73,6 +73,51 @@ describe('[push] request-timeout', () => {
   });
 });
 
+describe('the answer to a POST', () => {
+  it('gives the status and the headers (a Retry-After of a 429)', async () => {
+    const { url } = await listen((req, res) => {
+      req.resume();
+      res.writeHead(429, { 'retry-after': '7', 'content-type': 'text/plain' });
+      res.end('slow down');
+    });
+    const r = await delivery(2000).post(`${url}/push`, '{}', { 'content-type': 'application/json' });
+    expect(r).toMatchObject({ status: 429, headers: { 'retry-after': '7' } });
+  });
+
+  it('a body over 64 KiB is cut: the status counts, and the next POST still goes through', async () => {
+    const { url, hits } = await listen((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('x'.repeat(1024 * 1024));
+    });
+    const d = delivery(2000);
+    expect(await d.post(`${url}/push`, '{}', {})).toMatchObject({ status: 200 });
+    expect(await d.post(`${url}/push`, '{}', {})).toMatchObject({ status: 200 });
+    expect(hits()).toBe(2);
+  });
+
+  it('a connection cut after the status still gives the status; cut before it, an error code', async () => {
+    const after = await listen((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      setTimeout(() => res.destroy(), 20);
+    });
+    expect(await delivery(2000).post(`${after.url}/push`, '{}', {})).toMatchObject({ status: 200 });
+    const before = await listen((req) => req.socket.destroy());
+    const r = await delivery(2000).post(`${before.url}/push`, '{}', {});
+    expect(r).toEqual({ error: expect.any(String) });
+    expect('error' in r && r.error).not.toBe('timeout');
+  });
+
+  it('nothing listening: the error code of the connection', async () => {
+    const { url } = await listen(() => undefined);
+    const s = servers.pop();
+    await new Promise<void>((r) => s?.close(() => r()));
+    expect(await delivery(2000).post(`${url}/push`, '{}', {})).toEqual({ error: 'ECONNREFUSED' });
+  });
+});
+
 describe('SSRF guard', () => {
   it('an IP-literal target outside allowed-networks (IPv4, IPv6 loopback, IPv4-mapped IPv6) is never contacted', async () => {
     const rcv = await listen((_req, res) => res.end('ok'));

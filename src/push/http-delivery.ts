@@ -3,7 +3,7 @@
  * timeout, and the SSRF guard on every connection (the lookup) and on IP-literal hosts (which undici
  * connects to without a lookup).
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { AttemptResult } from './retry-policy.ts';
 import { guardedLookup, screenTarget, type NetworkAllowList } from './ssrf.ts';
 
@@ -29,34 +29,31 @@ export class HttpDelivery {
    * every chunk, so a receiver that trickles its answer could hold a POST (and a slot of max-concurrency)
    * open for good. A sweep every 100 ms cuts those past their deadline; the status is known by then.
    */
-  private readonly reading = new Map<{ destroy(): void }, number>();
+  private readonly reading = new Map<Answer, number>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: HttpDeliveryOptions) {
     this.lookup = guardedLookup(o.allow);
   }
 
-  async post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
+  post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
     const target = this.target(url);
-    if (target === 'forbidden') return { error: 'EPUSHFORBIDDEN' };
-    const deadline = Date.now() + this.o.timeoutMs;
-    try {
-      const res = await this.pool(target.origin).request({
-        method: 'POST',
-        path: target.path,
-        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-        body,
-        headersTimeout: this.o.timeoutMs,
-        bodyTimeout: this.o.timeoutMs,
-      });
-      this.reading.set(res.body, deadline);
+    if (target === 'forbidden') return Promise.resolve({ error: 'EPUSHFORBIDDEN' });
+    return new Promise((resolve) => {
+      const answer = new Answer(Date.now() + this.o.timeoutMs, this.reading, resolve);
       this.sweeper ??= setInterval(() => this.sweep(), 100).unref();
-      await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
-      this.reading.delete(res.body);
-      return { status: res.statusCode, headers: res.headers as Record<string, string | string[] | undefined> };
-    } catch (err) {
-      return { error: errorCode(err) };
-    }
+      this.pool(target.origin).dispatch(
+        {
+          method: 'POST',
+          path: target.path,
+          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+          body,
+          headersTimeout: this.o.timeoutMs,
+          bodyTimeout: this.o.timeoutMs,
+        },
+        answer,
+      );
+    });
   }
 
   private target(url: string): Target {
@@ -84,17 +81,73 @@ export class HttpDelivery {
 
   private sweep(): void {
     const now = Date.now();
-    for (const [b, deadline] of this.reading) {
-      if (deadline > now) continue;
-      this.reading.delete(b);
-      b.destroy();
-    }
+    for (const [answer, deadline] of this.reading) if (deadline <= now) answer.cut();
   }
 
   async close(): Promise<void> {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
+  }
+}
+
+/** The longest answer body read; a longer one is cut (its status is all that counts). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * The answer to one POST, taken as undici's parser delivers it (no response stream): its status and
+ * headers, the body read and dropped. Once the status is known, a body that fails, is too long or is cut
+ * by the sweep does not change the result.
+ */
+class Answer implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private headers: Record<string, string | string[] | undefined> = {};
+  private bytes = 0;
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+
+  constructor(
+    private readonly deadline: number,
+    private readonly reading: Map<Answer, number>,
+    private readonly resolve: (r: AttemptResult) => void,
+  ) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    this.controller = controller;
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.headers = headers;
+    this.reading.set(this, this.deadline);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.bytes > MAX_ANSWER_BYTES) controller.abort(new Error('answer body too long'));
+  }
+
+  onResponseEnd(): void {
+    this.finish({ status: this.status, headers: this.headers });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.finish(this.status === 0 ? { error: errorCode(err) } : { status: this.status, headers: this.headers });
+  }
+
+  /** Past the POST's deadline while its body is read (a trickling receiver). */
+  cut(): void {
+    this.reading.delete(this);
+    this.controller?.abort(new Error('answer body past the request timeout'));
+  }
+
+  private finish(r: AttemptResult): void {
+    if (this.done) return;
+    this.done = true;
+    this.reading.delete(this);
+    this.resolve(r);
   }
 }
 
