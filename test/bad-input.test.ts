@@ -274,6 +274,23 @@ describe('Request Chat and operations with small http limits', () => {
     expectChatError(r, 'MESSAGE_TOO_LONG');
   });
 
+  it.each([
+    ['form-urlencoded', 'form'],
+    ['multipart', 'multipart'],
+    ['JSON', 'json'],
+  ])('refuses more than 1000 fields, userData keys included (%s), with 400 INVALID_PARAMETER', async (_what, how) => {
+    const fields: Record<string, string> = { nickname: 'Ann' };
+    for (let i = 0; i < 1000; i++) fields[`userData[k${i}]`] = 'v';
+    const r = await expectNoNewSession(() => {
+      if (how === 'form') return postForm(requestUrl(), fields);
+      if (how === 'multipart') return postMultipart(requestUrl(), fields);
+      const { nickname, ...rest } = fields;
+      const userData = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.slice('userData['.length, -1), v]));
+      return postRaw(requestUrl(), JSON.stringify({ nickname, userData }), 'application/json');
+    }, small.url);
+    expectChatError(r, 'INVALID_PARAMETER');
+  });
+
   it('accepts a field of exactly max-field-length', async () => {
     const r = await postForm(requestUrl(), { nickname: 'n'.repeat(MAX_FIELD) });
     expect(r.status).toBe(200);

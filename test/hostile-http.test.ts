@@ -205,11 +205,69 @@ describe('static pages', () => {
 describe('slow clients', () => {
   it('gives a client 20 s to send its request headers (Node defaults to 60 s)', async () => {
     const { listen } = await import('../src/roles/listen.ts');
-    const h = await listen('127.0.0.1', 0, (_req, res) => res.end('ok'));
+    const h = await listen({ host: '127.0.0.1', port: 0, maxConnections: 0 }, (_req, res) => res.end('ok'));
     try {
       expect(h.server.headersTimeout).toBe(20_000);
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('[http] max-connections', () => {
+  it('closes a connection over the cap at once; the open ones go on being served, and a place frees up when one closes', async () => {
+    const { listen } = await import('../src/roles/listen.ts');
+    const { connect } = await import('node:net');
+    const h = await listen({ host: '127.0.0.1', port: 0, maxConnections: 3 }, (_req, res) => res.end('ok'));
+    const port = Number(new URL(h.url).port);
+    const open = (): Promise<import('node:net').Socket> =>
+      new Promise((resolve, reject) => {
+        const s = connect(port, '127.0.0.1', () => resolve(s));
+        s.once('error', reject);
+      });
+    /** The answer to one GET on the socket, or 'closed' when the server closed it without one. */
+    const ask = (s: import('node:net').Socket): Promise<string> =>
+      new Promise((resolve) => {
+        let got = '';
+        s.on('data', (d: Buffer) => {
+          got += d.toString('latin1');
+          if (got.includes('\r\n\r\nok')) resolve(got.split('\r\n')[0] ?? '');
+        });
+        s.once('close', () => resolve(got === '' ? 'closed' : got.split('\r\n')[0] ?? ''));
+        s.once('error', () => undefined);
+        s.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      });
+    const sockets = [await open(), await open(), await open()];
+    try {
+      const extra = await open();
+      expect(await ask(extra)).toBe('closed');
+      for (const s of sockets) expect(await ask(s)).toBe('HTTP/1.1 200 OK');
+      const first = sockets.shift();
+      await new Promise<void>((r) => {
+        first?.once('close', () => r());
+        first?.destroy();
+      });
+      // The server notices the close in its next turn.
+      await new Promise((r) => setTimeout(r, 50));
+      const next = await open();
+      sockets.push(next);
+      expect(await ask(next)).toBe('HTTP/1.1 200 OK');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await h.close();
+    }
+  });
+
+  it('is 10,000 by default and 0 turns the cap off', async () => {
+    const { parseConfig } = await import('../src/config/load.ts');
+    const { listen } = await import('../src/roles/listen.ts');
+    const config = parseConfig('[chat.support]\n[agent.a]\npassword = 12345678\n', 'test.ini');
+    expect(config.http.maxConnections).toBe(10_000);
+    const off = await listen({ host: '127.0.0.1', port: 0, maxConnections: 0 }, (_req, res) => res.end('ok'));
+    try {
+      expect(Number.isFinite(off.server.maxConnections)).toBe(false);
+    } finally {
+      await off.close();
     }
   });
 });

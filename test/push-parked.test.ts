@@ -262,7 +262,7 @@ describe('parked notifications, whole node', () => {
         { store, clock, ids: createRandomIds(), log: silentLogger, autoRun: false, random: () => 0 },
         { mode: 'node', loadScope: 'owned', isAlive: async () => true },
       );
-      const http = await listen('127.0.0.1', 0, app.handle, app.upgrade);
+      const http = await listen({ host: '127.0.0.1', port: 0, maxConnections: 0 }, app.handle, app.upgrade);
       cleanups.push(async () => {
         await http.close();
         await app.close();

@@ -44,6 +44,7 @@ describe('Config type derived from the catalogue', () => {
       readonly rateLimitPerClient: number;
       readonly rateLimitPerSession: number;
       readonly rateLimitExempt: readonly string[];
+      readonly maxConnections: number;
     }>();
     expectTypeOf<Config['store']>().toEqualTypeOf<{
       readonly type: 'sqlite' | 'postgres';

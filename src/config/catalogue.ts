@@ -74,6 +74,10 @@ export const FIXED_SECTIONS = {
         type: 'int', default: 65536, min: 1, max: 10485760,
         doc: 'Longest text field (message, nickname, ...) in characters.',
       },
+      'max-connections': {
+        type: 'int', default: 10000, min: 0, max: 1000000,
+        doc: 'Open TCP connections the listener accepts at once (keep-alive and WebSocket included); one more is closed at once. 0 = no cap.',
+      },
     },
   },
   store: {

@@ -39,6 +39,7 @@ describe('parseConfig defaults', () => {
       rateLimitPerClient: 0,
       rateLimitPerSession: 0,
       rateLimitExempt: [],
+      maxConnections: 10000,
     });
     expect(c.store).toEqual({ type: 'sqlite', path: './data/parley.db', synchronous: 'normal', url: '', poolSize: 16 });
     expect(c.fileTransfer).toEqual({

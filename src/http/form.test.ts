@@ -238,3 +238,24 @@ describe('FormBuilder and EMPTY_FORM', () => {
     }
   });
 });
+
+describe('the number of fields', () => {
+  const many = (n: number, name = (i: number) => `f${i}`) => Array.from({ length: n }, (_, i) => `${name(i)}=x`).join('&');
+
+  it('accepts 1000 fields, userData keys included, in every encoding', () => {
+    expect(url(many(500) + '&' + many(500, (i) => `userData[k${i}]`)).fields.size).toBe(500);
+    const obj = { ...Object.fromEntries(Array.from({ length: 499 }, (_, i) => [`f${i}`, 'x'])), userData: Object.fromEntries(Array.from({ length: 501 }, (_, i) => [`k${i}`, 'x'])) };
+    expect(Object.keys(json(JSON.stringify(obj)).userData)).toHaveLength(501);
+  });
+
+  it('refuses 1001 with INVALID_PARAMETER, urlencoded (counted before parsing), JSON and userData', () => {
+    expect(codeOf(() => url(many(1001)))).toBe('INVALID_PARAMETER');
+    expect(codeOf(() => url('&'.repeat(200_000)))).toBe('INVALID_PARAMETER');
+    expect(codeOf(() => url(many(1001, (i) => `userData[k${i}]`)))).toBe('INVALID_PARAMETER');
+    expect(codeOf(() => json(JSON.stringify(Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`f${i}`, 'x'])))))).toBe('INVALID_PARAMETER');
+    expect(codeOf(() => json(JSON.stringify({ userData: Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`k${i}`, 'x'])) })))).toBe('INVALID_PARAMETER');
+    const b = new FormBuilder(MAX);
+    for (let i = 0; i < 1000; i++) b.add(`userData[${i}]`, 'v');
+    expect(codeOf(() => b.add('one', 'more'))).toBe('INVALID_PARAMETER');
+  });
+});

@@ -13,15 +13,23 @@ export const EMPTY_FORM: Form = { fields: new Map(), userData: {} };
 
 const USER_DATA = /^userData\[(.+)\]$/;
 const MAX_USER_DATA_KEY = 256;
+/** Fields (userData keys included) one request may carry, whatever its encoding. */
+export const MAX_FIELDS = 1000;
+
+function tooManyFields(): ParleyError {
+  return new ParleyError('INVALID_PARAMETER', `A request carries at most ${MAX_FIELDS} fields (userData keys included).`);
+}
 
 /** Collects fields one at a time, enforcing the field length; the first value of a repeated name wins. */
 export class FormBuilder {
   private readonly fields = new Map<string, string>();
   private readonly userData: Record<string, string> = {};
+  private count = 0;
 
   constructor(private readonly maxFieldLength: number) {}
 
   add(name: string, value: string): void {
+    if (++this.count > MAX_FIELDS) throw tooManyFields();
     if (value.length > this.maxFieldLength) {
       throw new ParleyError('MESSAGE_TOO_LONG', `Field "${name.slice(0, 64)}" is longer than ${this.maxFieldLength} characters.`);
     }
@@ -44,6 +52,11 @@ export class FormBuilder {
 }
 
 export function parseUrlEncoded(body: Buffer, maxFieldLength: number): Form {
+  // Counted before parsing: a body of a million empty fields is refused without building them all.
+  let separators = 0;
+  for (let i = body.indexOf(0x26); i !== -1; i = body.indexOf(0x26, i + 1)) {
+    if (++separators >= MAX_FIELDS) throw tooManyFields();
+  }
   const b = new FormBuilder(maxFieldLength);
   for (const [k, v] of new URLSearchParams(body.toString('utf8'))) b.add(k, v);
   return b.build();

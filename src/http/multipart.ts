@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
 import { ParleyError } from '../errors.ts';
-import { FormBuilder, type Form } from './form.ts';
+import { FormBuilder, MAX_FIELDS, type Form } from './form.ts';
 
 export interface UploadedFile {
   readonly fileName: string;
@@ -29,8 +29,8 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
           // One byte more than allowed, so that a file of exactly the limit is accepted and checkUploadSize decides.
           fileSize: limits.maxFileSize + 1,
           files: 1,
-          fields: 1000,
-          parts: 1001,
+          fields: MAX_FIELDS,
+          parts: MAX_FIELDS + 1,
         },
       });
     } catch (err) {
@@ -77,7 +77,7 @@ export function parseMultipart(req: IncomingMessage, limits: MultipartLimits): P
       });
     });
     bb.on('filesLimit', () => fail(new ParleyError('INVALID_PARAMETER', 'Send one file per upload.')));
-    bb.on('fieldsLimit', () => fail(new ParleyError('INVALID_PARAMETER', 'Too many fields.')));
+    bb.on('fieldsLimit', () => fail(new ParleyError('INVALID_PARAMETER', `A request carries at most ${MAX_FIELDS} fields (userData keys included).`)));
     bb.on('error', (err) => {
       req.unpipe(bb);
       req.resume();

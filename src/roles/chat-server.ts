@@ -47,7 +47,7 @@ export async function startChatServer(config: Config, opts: { log: Logger; clock
     { store, clock, ids: createRandomIds(), log },
     { mode: 'node', loadScope: 'owned', isAlive: probingIsAlive(directory), lease: watchedLease },
   );
-  const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
+  const http = await listen(config.http, app.handle, app.upgrade);
   const url = config.node.url === '' ? http.url : config.node.url;
   const me = config.node.appDbid;
   const registeredAt = clock.now();

@@ -51,7 +51,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
     links = new NotificationLinks(directory, provider, { token: config.node.internalToken, nodeId: gatewayId }, log);
     links.run();
   }
-  const http = await listen(config.http.host, config.http.port, (req, res) => {
+  const http = await listen(config.http, (req, res) => {
     const url = requestUrl(req);
     if (url === undefined) return answerBadTarget(req, res);
     if (url.pathname.startsWith(CHAT_API_PREFIX)) {

@@ -4,14 +4,16 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 export async function listen(
-  host: string,
-  port: number,
+  http: { readonly host: string; readonly port: number; readonly maxConnections: number },
   handle: (req: IncomingMessage, res: ServerResponse) => void,
   upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
 ): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const { host, port } = http;
   // A client has 20 s to send a request's headers (Node's default is 60 s): a slow-headers client holds a
   // connection for that long at most. Bodies are bounded by the size limits and the request timeout (300 s).
   const server = createServer({ keepAliveTimeout: 65_000, headersTimeout: 20_000 }, handle);
+  // [http] max-connections: a flood of idle connections cannot use up the process's file descriptors.
+  if (http.maxConnections > 0) server.maxConnections = http.maxConnections;
   // Upgraded (WebSocket) connections are not closed by closeAllConnections(): track them to end them.
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -34,7 +34,7 @@ export async function startReceiverOnly(config: Config, log: Logger): Promise<{ 
     req.resume();
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: 'No such resource.' } });
   }
-  const http = await listen(config.http.host, config.http.port, handle, (req, socket, head) => {
+  const http = await listen(config.http, handle, (req, socket, head) => {
     if (!role.http.upgrade(req, socket, head)) socket.destroy();
   });
   return {

@@ -51,7 +51,7 @@ export async function startAll(config: Config, opts: StartOptions): Promise<Runn
     ...(opts.random === undefined ? {} : { random: opts.random }),
     ...(opts.autoPush === undefined ? {} : { autoRun: opts.autoPush }),
   }, { ownReceiver: () => ownReceiver });
-  const http = await listen(config.http.host, config.http.port, app.handle, app.upgrade);
+  const http = await listen(config.http, app.handle, app.upgrade);
   if (config.receiver.enabled) ownReceiver = `${http.url}${RECEIVER_PREFIX}push`;
   const { server, url } = http;
   let receiver: ReceiverRole | undefined;
