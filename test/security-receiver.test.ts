@@ -6,7 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ManualClock } from '../src/clock.ts';
 import { signWebhook } from '../src/push/signing.ts';
-import { ChatClient, postForm, startTestServer, type TestServer } from './helpers.ts';
+import { parseConfig } from '../src/config/load.ts';
+import { signOwnPushes } from '../src/roles/start.ts';
+import { AgentClient, ChatClient, getHealth, postForm, startTestServer, type TestServer } from './helpers.ts';
 import { Browser, postPush } from './receiver-helpers.ts';
 import { request } from 'node:http';
 
@@ -166,8 +168,44 @@ describe('receiver: signed pushes', () => {
     expect((await postPush(srv.url, body, { ...good })).status).toBe(410);
   });
 
-  it('without a receiver secret a push is not verified (as documented: only "when a secret is set")', async () => {
-    srv = await startTestServer();
+  it('pushes to the receiver of the same process are signed with a secret drawn at start: an unsigned one is refused', async () => {
+    // As in config/parley.ini: customhttp.url empty = this process's own receiver.
+    srv = await startTestServer(
+      '[settings]\nflex-push-on-join = true\nflex-push-content = session-id, user-id, secure-key, app-dbid\n' +
+        '[chat]\nenable_notification_mode = true\n[push]\npushEnabled = customhttp\ncustomhttp.url =\nallowed-networks = loopback\n',
+    );
+    expect((await postPush(srv.url, { deviceId: 'nobody', message: 'x' })).status).toBe(401);
+    // The gateway's own pushes are signed with it: the browser gets the agent's join, acknowledged, none failed.
+    const b = await Browser.open(srv.url);
+    try {
+      const { chatId } = await b.start();
+      const agent = new AgentClient(srv.url, 'alice', 'alice-secret');
+      await agent.login();
+      expect((await agent.accept(chatId)).status).toBe(200);
+      await b.waitForEvent((e) => e.type === 'ParticipantJoined' && e.from.type === 'Agent', 'the agent joined');
+      const push = (await getHealth(srv.url)).push;
+      expect(push.failed).toBe(0);
+      expect(push.delivered).toBeGreaterThanOrEqual(1);
+    } finally {
+      b.close();
+    }
+  });
+
+  it('a secret set on one side only is used on both for the own receiver', () => {
+    const base = parseConfig('[chat.s]\n[agent.a]\npassword = 12345678\n', 't.ini');
+    const onPush = signOwnPushes({ ...base, push: { ...base.push, signingSecret: 'push-side' } });
+    expect([onPush.push.signingSecret, onPush.receiver.signingSecret]).toEqual(['push-side', 'push-side']);
+    const onReceiver = signOwnPushes({ ...base, receiver: { ...base.receiver, signingSecret: 'receiver-side' } });
+    expect([onReceiver.push.signingSecret, onReceiver.receiver.signingSecret]).toEqual(['receiver-side', 'receiver-side']);
+    const drawn = signOwnPushes(base, () => 'whsec_drawn');
+    expect([drawn.push.signingSecret, drawn.receiver.signingSecret]).toEqual(['whsec_drawn', 'whsec_drawn']);
+    // Pushes going elsewhere, or no receiver here: the file's settings as they are.
+    const elsewhere = { ...base, push: { ...base.push, customhttpUrl: 'https://push.example.com/' } };
+    expect(signOwnPushes(elsewhere, () => 'whsec_drawn')).toBe(elsewhere);
+  });
+
+  it('a receiver fed by another gateway and given no secret does not verify pushes (as documented: only "when a secret is set")', async () => {
+    srv = await startTestServer('[push]\ncustomhttp.url = http://127.0.0.1:9/\n');
     const r = await postPush(srv.url, { deviceId: 'nobody', message: 'x' });
     expect(r.status).toBe(410);
   });

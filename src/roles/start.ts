@@ -1,4 +1,5 @@
 /** `parley start`: every role in one process on the embedded store. */
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { buildApp, type App } from '../app.ts';
 import { systemClock, type Clock } from '../clock.ts';
@@ -28,7 +29,20 @@ export interface StartOptions {
   readonly autoPush?: boolean;
 }
 
-export async function startAll(config: Config, opts: StartOptions): Promise<Running> {
+/**
+ * Pushes from this process to its own receiver (`[push] customhttp.url` empty) are signed, whatever the
+ * file says: a secret set on one side is used on the other, and with none a random one is drawn for the
+ * process. Otherwise anyone who can reach `/receiver/push` could show a browser forged chat events.
+ */
+export function signOwnPushes(config: Config, randomSecret: () => string = () => `whsec_${randomBytes(32).toString('base64')}`): Config {
+  if (!config.receiver.enabled || config.push.customhttpUrl !== '') return config;
+  if (config.push.signingSecret !== '' && config.receiver.signingSecret !== '') return config;
+  const secret = config.push.signingSecret || config.receiver.signingSecret || randomSecret();
+  return { ...config, push: { ...config.push, signingSecret: secret }, receiver: { ...config.receiver, signingSecret: secret } };
+}
+
+export async function startAll(fileConfig: Config, opts: StartOptions): Promise<Running> {
+  const config = signOwnPushes(fileConfig);
   // The customer page starts its chats in [receiver] service: without that service no chat could open.
   if (config.receiver.enabled && !config.services.has(config.receiver.service)) {
     throw configInvalid([
