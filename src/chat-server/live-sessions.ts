@@ -25,6 +25,11 @@ export interface LiveSession {
    * (queues, capacity, timers see its last known state) and is read from the store again at its next use.
    */
   stale?: boolean;
+  /**
+   * Memory holds more than the stored document and the events say (a restoration adjusted the session):
+   * the next change is written whole, not as events only (chat/catch-up.ts).
+   */
+  unsaved?: boolean;
 }
 
 /** HA: who else may own a session, and what happens when this node restores one. */
@@ -286,8 +291,13 @@ export class LiveSessions {
     if (hit !== undefined) return hit;
     // The stored document may lag the transcript by the events of message-only changes (chat/catch-up.ts).
     let session: Session = { ...catchUp(upgradeSession(stored.session), events), alias: this.alias };
-    if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) session = this.ownership.restore(session, from);
-    const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch };
+    let unsaved = false;
+    if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) {
+      const restored = this.ownership.restore(session, from);
+      unsaved = restored !== session;
+      session = restored;
+    }
+    const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch, ...(unsaved ? { unsaved } : {}) };
     // An ended session is read for the request at hand (a late refresh, an old timer) and not kept.
     if (session.state === 'ended') return entry;
     this.live.set(chatId, entry);
@@ -326,7 +336,7 @@ export class LiveSessions {
           ...change,
           outbox: durable(outbox),
           fence: { owner: this.alias, epoch: entry.epoch },
-          onlyEventFields: file === undefined && onlyEventFieldsChanged(entry.session, change.session, change.events),
+          onlyEventFields: file === undefined && entry.unsaved !== true && onlyEventFieldsChanged(entry.session, change.session, change.events),
           ...(file === undefined ? {} : { file }),
         }),
       );
@@ -343,6 +353,7 @@ export class LiveSessions {
     }
     if (this.live.get(change.session.chatId) === entry) this.account(entry.session, change.session);
     entry.session = change.session;
+    entry.unsaved = false;
     for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
     // An ended session leaves memory; a late refresh reads it from the store.
