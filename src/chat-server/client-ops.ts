@@ -13,7 +13,7 @@ import {
   type FileLimits,
 } from '../chat/file-limits.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
-import { mentionsPush, parseSubscription } from '../chat/push-subscription.ts';
+import { mentionsPush, parseSubscription, type PushSubscription } from '../chat/push-subscription.ts';
 import { wake } from '../chat/routing.ts';
 import { eventsFrom, type Position } from '../chat/transcript.ts';
 import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
@@ -94,8 +94,8 @@ export interface ClientOpsDeps {
   /** How long a woken chat is offered only to its last agent. */
   readonly lastAgentMs: number;
   readonly hooks?: ClientHooks;
-  /** Admission control: throws UNAVAILABLE over the node's limits. */
-  readonly admit?: (withPush: boolean) => void;
+  /** Admission control: throws UNAVAILABLE over the node's limits; else answers the release of the pending session. */
+  readonly admit?: (withPush: boolean) => () => void;
 }
 
 export class ClientOps {
@@ -107,7 +107,21 @@ export class ClientOps {
       if (done !== undefined) return done;
     }
     const subscription = this.subscription(input.userData ?? {});
-    this.d.admit?.(subscription !== undefined);
+    const release = this.d.admit?.(subscription !== undefined);
+    try {
+      return await this.open(serviceName, input, subscription, retry, release);
+    } finally {
+      release?.();
+    }
+  }
+
+  private async open(
+    serviceName: string,
+    input: RequestChatInput,
+    subscription: PushSubscription | undefined,
+    retry: RetryKey | undefined,
+    counted: (() => void) | undefined,
+  ): Promise<ClientReply> {
     const asyncMode = this.d.asyncServices.has(serviceName) || isTrue(input.userData?.['GCTI_Chat_AsyncMode']);
     const change = core.openSession(
       {
@@ -124,7 +138,8 @@ export class ClientOps {
     );
     let entry: LiveSession;
     try {
-      entry = await this.d.sessions.create(core.rememberRequest(change, retry?.requestId));
+      // The pending admission ends the moment the node's counts include the session.
+      entry = await this.d.sessions.create(core.rememberRequest(change, retry?.requestId), counted);
     } catch (err) {
       if (retry === undefined) throw err;
       // The first attempt of the same call, still running here or on another node, stored the chat first

@@ -15,31 +15,55 @@ export interface Limits {
 export class Admission {
   private fullSessions = false;
   private fullFlex = false;
+  /** Admitted Request Chats not yet stored (they count already: concurrent ones cannot pass the limit together). */
+  private pendingOpen = 0;
+  private pendingFlex = 0;
 
   constructor(
     private readonly limits: Limits,
     private readonly counts: () => { open: number; flex: number },
   ) {}
 
-  private update(): void {
+  /**
+   * Takes the figures into the "limit reached" state. Called on every change of them (not only when a
+   * Request Chat or a health probe asks), so that reaching a limit is noticed whoever looks.
+   */
+  observe(): void {
     const c = this.counts();
+    const open = c.open + this.pendingOpen;
+    const flex = c.flex + this.pendingFlex;
     const l = this.limits;
     const below = (n: number, limit: number) => n < (limit * l.restorePercent) / 100;
-    if (c.open >= l.sessions) this.fullSessions = true;
-    else if (below(c.open, l.sessions)) this.fullSessions = false;
-    if (c.flex >= l.flexUsers) this.fullFlex = true;
-    else if (below(c.flex, l.flexUsers)) this.fullFlex = false;
+    if (open >= l.sessions) this.fullSessions = true;
+    else if (below(open, l.sessions)) this.fullSessions = false;
+    if (flex >= l.flexUsers) this.fullFlex = true;
+    else if (below(flex, l.flexUsers)) this.fullFlex = false;
   }
 
-  /** Throws UNAVAILABLE when a new session (push-subscribed or not) must be refused now. */
-  admit(withPush: boolean): void {
-    this.update();
+  /**
+   * Throws UNAVAILABLE when a new session (push-subscribed or not) must be refused now; otherwise counts it
+   * as pending and answers the function to call once it is stored or failed.
+   */
+  admit(withPush: boolean): () => void {
+    this.observe();
     if (this.fullSessions) throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-sessions; retry (another node may take it).');
     if (withPush && this.fullFlex) throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-flex-users; retry.');
+    const flex = withPush ? 1 : 0;
+    this.pendingOpen++;
+    this.pendingFlex += flex;
+    this.observe();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.pendingOpen--;
+      this.pendingFlex -= flex;
+      this.observe();
+    };
   }
 
   state(): { sessionsFull: boolean; flexFull: boolean } {
-    this.update();
+    this.observe();
     return { sessionsFull: this.fullSessions, flexFull: this.fullFlex };
   }
 }

@@ -52,6 +52,9 @@ export interface Ownership {
 
 const SINGLE_NODE = (alias: string): Ownership => ({ isAlive: async (owner) => owner === alias });
 
+/** A flex user: a push-subscribed session, acknowledged or not yet (it counts against limit-for-flex-users). */
+const flexOf = (s: Session): 0 | 1 => (s.push === undefined ? 0 : 1);
+
 /** Told of every committed change, with the notifications it raised. */
 export type SessionListener = (session: Session, events: readonly ChatEvent[], outbox: readonly Notification[]) => void;
 
@@ -107,9 +110,23 @@ export class LiveSessions {
     return this.live.size;
   }
 
-  /** Open sessions of this node (in memory or parked): all, push-subscribed (flex users), dormant. */
+  /** Open sessions of this node (in memory or parked): all, push-subscribed (flex users, acknowledged or not), dormant. */
   counts(): { open: number; flex: number; dormant: number } {
     return { open: this.open + this.parked.size, flex: this.flex + this.parkedFlex, dormant: this.dormant + this.parked.size };
+  }
+
+  /**
+   * The push-subscribed sessions parked out of memory, read from the store without taking them back in
+   * (a planned shutdown advises them too); stops reading once `until` (epoch ms) has passed.
+   */
+  async *parkedSubscribed(until: number): AsyncIterable<Session> {
+    for (const [chatId, flex] of [...this.parked]) {
+      if (Date.now() > until) return;
+      if (flex === 0 || !this.parked.has(chatId)) continue;
+      const stored = await guard(() => this.store.loadOwned(chatId)).catch(() => undefined);
+      // A dormant document is always written whole (chat/catch-up.ts): no events to fold in.
+      if (stored !== undefined && stored.ownership.owner === this.alias && stored.session.state === 'dormant') yield upgradeSession(stored.session);
+    }
   }
 
   /** Drops a dormant session from memory, keeping only its flag (timers keep their own deadlines). */
@@ -118,7 +135,7 @@ export class LiveSessions {
     if (s.state !== 'dormant' || this.live.get(s.chatId) !== entry) return;
     this.account(s, undefined);
     this.live.delete(s.chatId);
-    const flex = s.push?.active === true ? 1 : 0;
+    const flex = flexOf(s);
     this.parked.set(s.chatId, flex);
     this.parkedFlex += flex;
   }
@@ -135,7 +152,7 @@ export class LiveSessions {
     const weigh = (s: Session | undefined, sign: number) => {
       if (s === undefined || s.state === 'ended') return;
       this.open += sign;
-      if (s.push?.active === true) this.flex += sign;
+      this.flex += sign * flexOf(s);
       if (s.state === 'dormant') this.dormant += sign;
     };
     weigh(before, -1);
@@ -156,7 +173,7 @@ export class LiveSessions {
           if (stored !== undefined && stored.ownership.owner === this.alias && stored.session.state === 'dormant') {
             const session = upgradeSession(stored.session);
             onLoaded?.(session);
-            const flex = session.push?.active === true ? 1 : 0;
+            const flex = flexOf(session);
             if (!this.parked.has(s.chatId)) {
               this.parked.set(s.chatId, flex);
               this.parkedFlex += flex;
@@ -194,12 +211,14 @@ export class LiveSessions {
     this.live.delete(chatId);
   }
 
-  async create(change: Change): Promise<LiveSession> {
+  /** Stores a new session and holds it; `counted` runs as soon as the counts include it (before any listener). */
+  async create(change: Change, counted?: () => void): Promise<LiveSession> {
     const outbox = this.outboxFor(change.session, change.events);
     await guard(() => this.store.createSession({ ...change, outbox: durable(outbox) }));
     const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
     this.account(undefined, entry.session);
+    counted?.();
     this.emit(change.session, change.events, outbox);
     return entry;
   }
@@ -277,6 +296,11 @@ export class LiveSessions {
     const from = stored.ownership.owner;
     if (from !== this.alias) {
       if (stored.session.state !== 'ended' && (await this.ownership.isAlive(from))) {
+        // A parked session of this node that another node restored meanwhile: no longer ours to count.
+        if (this.parked.has(chatId)) {
+          this.unpark(chatId);
+          this.ownership.onLost?.(chatId);
+        }
         throw new ParleyError('NOT_OWNER', undefined, { details: { owner: from } });
       }
       const expected = stored.ownership;

@@ -84,6 +84,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     return n === undefined ? [] : [n];
   };
   let timers: SessionTimers | undefined;
+  let admission: Admission | undefined;
   const sessions = new LiveSessions(deps.store, alias, outboxFor, {
     isAlive: opts.isAlive ?? (async (owner) => owner === alias),
     ...(opts.lease === undefined ? {} : { lease: opts.lease }),
@@ -95,6 +96,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
       return session;
     },
     onRestored(session) {
+      admission?.observe();
       timers?.track(session);
       // Only a push-subscribed session can have an outbox to take over.
       if (session.push !== undefined) void push.loadFor(session.chatId);
@@ -126,7 +128,12 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     deps.log.child({ component: 'timers' }),
   );
   const t = timers;
+  admission = new Admission(
+    { sessions: s.limitForSessions, flexUsers: s.limitForFlexUsers, restorePercent: s.limitsRestoreThreshold },
+    () => sessions.counts(),
+  );
   sessions.subscribe((session, events, outbox) => {
+    admission.observe();
     push.add(outbox);
     if (events.length > 0) t.changed(session);
     for (const e of events) if (e.type === 'Message') metrics.chatMessages.inc({ from: e.from.type });
@@ -137,10 +144,6 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   await sessions.loadOpen(opts.loadScope, (session) => t.track(session));
   await push.load(opts.loadScope === 'owned' ? alias : undefined);
 
-  const admission = new Admission(
-    { sessions: s.limitForSessions, flexUsers: s.limitForFlexUsers, restorePercent: s.limitsRestoreThreshold },
-    () => sessions.counts(),
-  );
   const client = new ClientOps({
     sessions,
     clock: deps.clock,
@@ -175,13 +178,27 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
 
   async function notifyShutdown(): Promise<number> {
     const now = deps.clock.now();
-    const advice: Notification[] = [];
-    for (const { session } of sessions.all()) {
-      const n = shutdownAdvice(session, { id: deps.ids.notificationId(), now, content: s.flexPushContent });
-      if (n !== undefined) advice.push(n);
-    }
-    push.add(advice);
     const deadline = Date.now() + 5000;
+    const advice: Notification[] = [];
+    let batch: Notification[] = [];
+    const advise = (session: Session) => {
+      const n = shutdownAdvice(session, { id: deps.ids.notificationId(), now, content: s.flexPushContent });
+      if (n !== undefined) batch.push(n);
+    };
+    const send = () => {
+      push.add(batch);
+      advice.push(...batch);
+      batch = [];
+    };
+    for (const { session } of sessions.all()) advise(session);
+    send();
+    // Dormant subscribed sessions parked out of memory too: read from the store (in the first half of the
+    // time there is) and sent as they are read.
+    for await (const session of sessions.parkedSubscribed(Date.now() + 2500)) {
+      advise(session);
+      if (batch.length >= 64) send();
+    }
+    send();
     while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id) === 0)) {
       await push.tick();
       // Parked advice (no gateway node yet) keeps attempts at 0: wait on timers, not microtasks, so that

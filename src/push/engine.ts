@@ -51,6 +51,8 @@ export class PushEngine {
   private readonly queued = new Set<string>();
   /** Ended chats with notifications still active: their gateway node is forgotten after the last one. */
   private readonly ended = new Set<string>();
+  /** Sessions whose stored outbox is being read (loadFor), and whether the client acknowledged meanwhile. */
+  private readonly loadingFor = new Map<string, { acked: boolean }>();
   /** Ids due later, by nextAttemptAt (entries are checked against the notification when popped). */
   private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
@@ -116,10 +118,26 @@ export class PushEngine {
 
   /** A session restored on this node: its outbox comes along (pushes that were due on the dead node resume here). */
   async loadFor(chatId: string): Promise<void> {
-    const found = await this.d.store.loadActiveNotificationsFor(chatId);
-    // Parked on the dead node for want of a gateway node: this node may have one.
-    for (const n of found) if (!this.active.has(n.id)) this.track(this.retryParked(n));
-    if (found.length > 0) this.kick();
+    const mark = { acked: false };
+    this.loadingFor.set(chatId, mark);
+    let found: Notification[];
+    try {
+      found = await this.d.store.loadActiveNotificationsFor(chatId);
+    } finally {
+      if (this.loadingFor.get(chatId) === mark) this.loadingFor.delete(chatId);
+    }
+    const now = this.d.clock.now();
+    const done: Notification[] = [];
+    for (const n of found) {
+      if (this.active.has(n.id)) continue;
+      // The client acknowledged while they were read (often the very request that restored the session):
+      // they were all created before that refresh, so they are acknowledged too, not resent.
+      if (mark.acked) done.push(acknowledge(n, now));
+      // Parked on the dead node for want of a gateway node: this node may have one.
+      else this.track(this.retryParked(n));
+    }
+    this.persist(done);
+    if (found.length > done.length) this.kick();
   }
 
   /**
@@ -136,6 +154,8 @@ export class PushEngine {
 
   /** A refresh with the session's tokens: every notification of the session not yet final is acknowledged. */
   acknowledge(chatId: string): void {
+    const loading = this.loadingFor.get(chatId);
+    if (loading !== undefined) loading.acked = true;
     const ids = this.byChat.get(chatId);
     if (ids === undefined) return;
     const now = this.d.clock.now();
