@@ -153,11 +153,13 @@ export class AgentOps {
    * history). Another agent's live chat stays private.
    */
   async transcript(agent: AgentAccount, chatId: string): Promise<AgentView> {
-    const entry = await this.sessions.get(chatId);
-    const s = entry.session;
-    const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
-    if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
-    return view(entry);
+    // In the session's queue like any operation: a dormant chat read from the history is parked again after.
+    return this.sessions.serial(chatId, async (entry) => {
+      const s = entry.session;
+      const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
+      if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
+      return view(entry);
+    });
   }
 
   /** A file of a chat the agent may read (as `transcript`); agents' downloads are not counted. */

@@ -197,8 +197,11 @@ export class ClientOps {
       if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
       // A retry of a call the session already took (its first node died before answering): answer, don't repeat.
       if (core.alreadyApplied(entry.session, id.requestId)) return reply(entry, position);
-      const change = this.wakeOnMessage(entry.session, this.apply(entry.session, op));
+      const before = entry.session;
+      const change = this.wakeOnMessage(before, this.apply(before, op));
       await this.d.sessions.commit(entry, core.rememberRequest(change, id.requestId));
+      // A subscription made or changed by Update Data: the disconnect timeout that applies changed with it.
+      if (entry.session.push !== before.push && entry.session.state !== 'ended') this.d.hooks?.requested(chatId);
       return reply(entry, position);
     });
   }
@@ -283,16 +286,18 @@ export class ClientOps {
 
   async upload(chatId: string, serviceName: string, id: ClientIdentity, file: UploadInput, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
-      const s = entry.session;
-      authorize(s, serviceName, id);
-      if (core.alreadyApplied(s, id.requestId)) {
-        const known = [...s.files].reverse().find((f) => f.name === file.fileName && f.size === file.bytes.length);
+      authorize(entry.session, serviceName, id);
+      if (core.alreadyApplied(entry.session, id.requestId)) {
+        const known = [...entry.session.files].reverse().find((f) => f.name === file.fileName && f.size === file.bytes.length);
         return { ...reply(entry, position), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
       }
-      core.assertOpen(s);
+      core.assertOpen(entry.session);
+      // A request of the client like any other, refused or not: push acknowledged, disconnect timeout restarted.
+      await this.touch(entry);
+      // The session as the touch left it (its push acknowledgement must not be written back over).
+      const s = entry.session;
       checkUploadAllowed(this.d.fileLimits, s, file.fileName);
       checkUploadSize(this.d.fileLimits, s, file.bytes.length);
-      await this.touch(entry);
       const now = this.d.clock.now();
       const meta: FileMeta = {
         fileId: this.d.ids.fileId(),

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { agentJoin, agentLeave, openSession, say } from '../chat/session.ts';
+import { agentJoin, agentLeave, clientDisconnect, openSession, say } from '../chat/session.ts';
 import type { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
@@ -146,5 +146,40 @@ describe('LiveSessions and a stored document that lags its transcript (SQLite)',
     const fenced = await store.recordChange({ ...c, onlyEventFields: true, fence: { owner: '117', epoch: 1 } }).catch((e: unknown) => e);
     expect((fenced as ParleyError).code).toBe('UNKNOWN_CHAT');
     expect(await store.loadEvents('ghost', 1)).toEqual([]);
+  });
+});
+
+describe('LiveSessions and ended sessions', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'parley-live-'));
+    store = openSqliteStore({ path: join(dir, 'live.db'), synchronous: 'normal' });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('operations on an ended session run one at a time, and nothing of it stays held once they are done', async () => {
+    const sessions = new LiveSessions(store, '117');
+    const opened = openSession({ chatId: 'e1', serviceName: 's', secureKey: 'k', userId: 'u', alias: '117', nickname: 'Ann' }, 1_000);
+    await sessions.create(opened);
+    await sessions.serial('e1', (e) => sessions.commit(e, clientDisconnect(e.session, 2_000)));
+    let running = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, () =>
+        sessions.serial('e1', async (e) => {
+          expect(e.session.state).toBe('ended');
+          most = Math.max(most, ++running);
+          await new Promise((r) => setTimeout(r, 2));
+          running--;
+        }),
+      ),
+    );
+    expect(most).toBe(1);
+    expect(sessions.size).toBe(0);
+    expect((sessions as unknown as { endedInUse: Map<string, unknown> }).endedInUse.size).toBe(0);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { durable, type Notification } from '../chat/notification.ts';
 import { catchUp, onlyEventFieldsChanged } from '../chat/catch-up.ts';
-import { upgradeSession } from '../chat/session.ts';
+import { filesDeleted, upgradeSession } from '../chat/session.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
@@ -66,6 +66,11 @@ const NO_OUTBOX: OutboxFor = () => [];
 export class LiveSessions {
   private readonly live = new Map<string, LiveSession>();
   private readonly loading = new Map<string, Promise<LiveSession>>();
+  /**
+   * Ended sessions are not held, but while operations on one are queued (downloads of an ended chat) they
+   * share its entry, so that they run one at a time like those of a live session.
+   */
+  private readonly endedInUse = new Map<string, LiveSession>();
   private readonly listeners = new Set<SessionListener>();
 
   private readonly ownership: Ownership;
@@ -194,8 +199,12 @@ export class LiveSessions {
   /** Forgets a session (it moved to another node, or ended). */
   /** The entry as memory holds it now (an ended session is read for the request at hand and never held). */
   private isCurrent(entry: LiveSession): boolean {
-    const held = this.live.get(entry.session.chatId);
-    return held === entry || (held === undefined && entry.session.state === 'ended');
+    const chatId = entry.session.chatId;
+    const held = this.live.get(chatId);
+    if (held === entry) return true;
+    if (held !== undefined || entry.session.state !== 'ended') return false;
+    const inUse = this.endedInUse.get(chatId);
+    return inUse === undefined || inUse === entry;
   }
 
   /** Another node owns the session now: out of memory, and its pushes and timers are no longer ours. */
@@ -226,7 +235,7 @@ export class LiveSessions {
   /** The live session, loaded from the store when needed; UNKNOWN_CHAT when there is none. */
   async get(chatId: string): Promise<LiveSession> {
     this.noticeLapses();
-    let hit = this.live.get(chatId);
+    let hit = this.live.get(chatId) ?? this.endedInUse.get(chatId);
     // Read again from the store; until then (and if that fails) the last known state stays listed.
     if (hit?.stale === true) hit = await this.reload(hit);
     if (hit !== undefined) return hit.unverified === true || this.ownership.lease?.valid() === false ? this.verify(hit) : hit;
@@ -338,13 +347,17 @@ export class LiveSessions {
     // finished and parked the session, or a failed write evicted it: join the queue of the session as it
     // is in memory now, not a detached copy.
     for (let again = 0; again < 3 && !this.isCurrent(entry); again++) entry = await this.get(chatId);
+    const ended = entry.session.state === 'ended' && this.live.get(chatId) !== entry;
+    if (ended) this.endedInUse.set(chatId, entry);
     const run = entry.tail.then(
       () => fn(entry),
       () => fn(entry),
     );
     const tail = run.catch(() => undefined).then(() => {
-      // Nothing else queued on a session left dormant: it goes back out of memory.
-      if (entry.tail === tail) this.park(entry);
+      if (entry.tail !== tail) return;
+      // Nothing else queued on a session left dormant: it goes back out of memory; an ended one is let go.
+      this.park(entry);
+      if (this.endedInUse.get(chatId) === entry) this.endedInUse.delete(chatId);
     });
     entry.tail = tail;
     return run;
@@ -361,6 +374,7 @@ export class LiveSessions {
           outbox: durable(outbox),
           fence: { owner: this.alias, epoch: entry.epoch },
           onlyEventFields: file === undefined && entry.unsaved !== true && onlyEventFieldsChanged(entry.session, change.session, change.events),
+          removeFiles: filesDeleted(entry.session, change.session),
           ...(file === undefined ? {} : { file }),
         }),
       );
@@ -380,8 +394,11 @@ export class LiveSessions {
     entry.unsaved = false;
     for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
-    // An ended session leaves memory; a late refresh reads it from the store.
-    if (change.session.state === 'ended' && this.live.get(change.session.chatId) === entry) this.live.delete(change.session.chatId);
+    // An ended session leaves memory (a late refresh reads it from the store) once what is queued on it ran.
+    if (change.session.state === 'ended' && this.live.get(change.session.chatId) === entry) {
+      this.live.delete(change.session.chatId);
+      this.endedInUse.set(change.session.chatId, entry);
+    }
   }
 
   /** Tells the listeners about a session that changed without a stored change (a routing deadline passed). */

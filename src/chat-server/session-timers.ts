@@ -137,6 +137,8 @@ export class SessionTimers {
       if (next === undefined) return;
       if (next.at > now) return this.ensure('idle', chatId, next.at);
       await this.sessions.commit(entry, applyIdleAction(s, next.action, this.settings.idle, now));
+      // The next stage (a stage with an empty message changes the session without an event to announce it).
+      this.changed(entry.session);
     });
   }
 

@@ -68,6 +68,16 @@ export function nextIdleAction(s: Session, cfg: IdleSettings): { at: number; act
 }
 
 /**
+ * The notice of an idle-control stage, with the session's stage patch. An empty message text sends no
+ * message (the Genesys [inactivity-control] message options: "If an empty string is specified, no message
+ * is sent"); the stage still moves on, so the next one comes on time.
+ */
+function idleNotice(s: Session, text: string, messageType: string, now: number, patch: Partial<Session> = {}): Change {
+  if (text === '') return { session: { ...s, ...patch, updatedAt: now }, events: [] };
+  return systemNotice(s, text, messageType, now, patch);
+}
+
+/**
  * Carries out a due action. Async alert: the alert notice, interaction properties
  * GCTI_Chat_AsyncStatus=3 and GCTI_Chat_AsyncCheckAt (when the close is due, ISO 8601 UTC), and a dormant
  * chat wakes up. Close: the close notice, then everyone leaves and the chat ends.
@@ -75,19 +85,19 @@ export function nextIdleAction(s: Session, cfg: IdleSettings): { at: number; act
 export function applyIdleAction(s: Session, action: IdleAction, cfg: IdleSettings, now: number): Change {
   const ic = cfg.inactivity;
   if (action === 'close') {
-    const notice = systemNotice(s, ic.messageClose, 'IDLE_CONTROL_CLOSE', now);
+    const notice = idleNotice(s, ic.messageClose, 'IDLE_CONTROL_CLOSE', now);
     const closed = serverClose(notice.session, now);
     return { session: closed.session, events: [...notice.events, ...closed.events] };
   }
   if (action === 'alert2') {
-    return systemNotice(s, ic.messageAlert2, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 2, at: now } });
+    return idleNotice(s, ic.messageAlert2, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 2, at: now } });
   }
-  if (!s.asyncMode) return systemNotice(s, ic.messageAlert, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 1, at: now } });
+  if (!s.asyncMode) return idleNotice(s, ic.messageAlert, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 1, at: now } });
   const userData = {
     ...s.userData,
     GCTI_Chat_AsyncStatus: '3',
     GCTI_Chat_AsyncCheckAt: new Date(now + cfg.async.closeMs).toISOString(),
   };
-  const alerted = systemNotice(s, ic.messageAlert, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 1, at: now }, userData });
+  const alerted = idleNotice(s, ic.messageAlert, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 1, at: now }, userData });
   return { session: wake(alerted.session, cfg.lastAgentMs, now).session, events: alerted.events };
 }

@@ -187,8 +187,10 @@ describe('transfer', () => {
     expect(offeredTo(session, 'carol', T0 + 50 + 30_000)).toBe(true);
   });
 
-  it('a zero timeout still routes for at least 1 ms', () => {
-    expect(transfer(withAlice(), 'alice', 'bob', 0, T0 + 50).session.routing).toEqual({ agentId: 'bob', until: T0 + 51 });
+  it('a zero timeout (last-agent-timeout = 0) does not route: anyone may take it at once', () => {
+    const { session } = transfer(withAlice(), 'alice', 'bob', 0, T0 + 50);
+    expect(session.routing).toBeUndefined();
+    expect(offeredTo(session, 'carol', T0 + 50)).toBe(true);
   });
 
   it('to the queue: unrouted', () => {

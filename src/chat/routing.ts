@@ -53,6 +53,7 @@ export function transfer(s: Session, fromAgentId: string, toAgentId: string | un
   const left = agentLeave(s, fromAgentId, now);
   if (left.session.state !== 'waiting') return left;
   const { routing: _r, ...rest } = left.session;
-  const routing = toAgentId === undefined ? undefined : { agentId: toAgentId, until: now + Math.max(timeoutMs, 1) };
+  // With no time to wait (last-agent-timeout = 0), anyone may take it at once, as a woken chat.
+  const routing = toAgentId === undefined || timeoutMs <= 0 ? undefined : { agentId: toAgentId, until: now + timeoutMs };
   return { session: { ...rest, ...(routing === undefined ? {} : { routing }) }, events: left.events };
 }

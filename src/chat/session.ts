@@ -376,6 +376,13 @@ export function deleteFile(s: Session, participantId: number, fileId: string, no
   );
 }
 
+/** The ids of the files `after` marks deleted that `before` did not (their bytes go from the store). */
+export function filesDeleted(before: Session, after: Session): string[] {
+  if (after.files === before.files) return [];
+  const was = new Map(before.files.map((f) => [f.fileId, f.deleted]));
+  return after.files.filter((f) => f.deleted && was.get(f.fileId) === false).map((f) => f.fileId);
+}
+
 export function countDownload(s: Session, fileId: string, now: number): Change {
   return {
     session: { ...s, files: s.files.map((x) => (x.fileId === fileId ? { ...x, downloads: x.downloads + 1 } : x)), updatedAt: now },

@@ -158,6 +158,21 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.loadFile(c.session.chatId, 'nope')).toBeUndefined();
     });
 
+    it('removes the bytes of deleted files with the change, and not at all when the change fails', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      await store.recordChange({ session: c.session, events: [], file: { fileId: 'f1', bytes: Buffer.from('one') } });
+      await store.recordChange({ session: c.session, events: [], file: { fileId: 'f2', bytes: Buffer.from('two') } });
+      const refused = await store
+        .recordChange({ session: c.session, events: [], removeFiles: ['f1'], fence: { owner: 'somebody-else', epoch: 99 } })
+        .catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(Error);
+      expect(await store.loadFile(c.session.chatId, 'f1')).toEqual(Buffer.from('one'));
+      await store.recordChange({ session: c.session, events: [], removeFiles: ['f1', 'never-stored'] });
+      expect(await store.loadFile(c.session.chatId, 'f1')).toBeUndefined();
+      expect(await store.loadFile(c.session.chatId, 'f2')).toEqual(Buffer.from('two'));
+    });
+
     it('commits the outbox with the change, and not at all when the change fails', async () => {
       const c = subscribed();
       await store.createSession(c);

@@ -32,6 +32,8 @@ export interface ChangeRecord {
    * loader folds them back in with `catchUp`). The fence and the index sequence are checked all the same.
    */
   readonly onlyEventFields?: boolean;
+  /** Files the change deleted: their stored bytes are removed with it. */
+  readonly removeFiles?: readonly string[];
 }
 
 /** Which chat server node owns a session; `epoch` grows with every change of owner. */

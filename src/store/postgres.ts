@@ -108,7 +108,7 @@ const MIGRATIONS: readonly { readonly version: number; readonly sql: string }[] 
  * Data-modifying CTEs always run to completion; the events, file and outbox go in only if the session
  * row was updated. Parameters: $1 state, $2 updated_at, $3 doc, $4 workbin agent, $5 chat id, $6 owner
  * and $7 epoch of the fence (null: none), $8 event indexes, $9 event docs, $10 file id, $11 file bytes,
- * $12-$15 outbox ids, chat ids, active flags, docs.
+ * $12-$15 outbox ids, chat ids, active flags, docs, $16 ids of files whose bytes go.
  */
 const RECORD_CHANGE = `
   WITH s AS (
@@ -128,6 +128,9 @@ const RECORD_CHANGE = `
     RETURNING 1
   ), f AS (
     INSERT INTO files (chat_id, file_id, bytes) SELECT $5, $10, $11 FROM s WHERE $10::text IS NOT NULL
+    RETURNING 1
+  ), rm AS (
+    DELETE FROM files WHERE chat_id = $5 AND file_id = ANY($16::text[]) AND EXISTS (SELECT 1 FROM s)
     RETURNING 1
   ), o AS (
     INSERT INTO notifications (id, chat_id, active, doc)
@@ -379,6 +382,7 @@ class PostgresStore implements Store {
           outbox.map((n) => n.chatId),
           outbox.map((n) => !isFinal(n)),
           outbox.map((n) => JSON.stringify(n)),
+          c.removeFiles ?? [],
         ]);
       } catch (err) {
         const e = err as { code?: unknown; message?: unknown; constraint?: unknown };

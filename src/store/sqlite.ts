@@ -189,6 +189,7 @@ class SqliteStore implements Store {
       ),
       insertFile: db.prepare('INSERT INTO files (chat_id, file_id, bytes) VALUES (?, ?, ?)'),
       loadFile: db.prepare('SELECT bytes FROM files WHERE chat_id = ? AND file_id = ?').pluck(),
+      deleteFile: db.prepare('DELETE FROM files WHERE chat_id = ? AND file_id = ?'),
       upsertNotification: db.prepare(
         'INSERT INTO notifications (id, chat_id, active, doc) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET active = excluded.active, doc = excluded.doc',
       ),
@@ -261,6 +262,7 @@ class SqliteStore implements Store {
   private applyRest(c: ChangeRecord): void {
     this.insertEvents(c.session.chatId, c.events);
     if (c.file !== undefined) this.stmt.insertFile.run(c.session.chatId, c.file.fileId, c.file.bytes);
+    for (const fileId of c.removeFiles ?? []) this.stmt.deleteFile.run(c.session.chatId, fileId);
     for (const n of c.outbox ?? []) this.upsertNotification(n);
   }
 
