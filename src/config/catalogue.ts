@@ -211,15 +211,15 @@ export const FIXED_SECTIONS = {
       'timeout-close': { type: 'seconds', default: 45, min: 1, max: 86400, doc: 'Time after the last alert before the close notice and the end of the chat.' },
       'message-alert': {
         type: 'string', default: 'Chat session will be closed soon due to inactivity of chat participants.',
-        doc: 'Text of the (first) alert notice; also used by async-idle-alert.',
+        doc: 'Text of the (first) alert notice; also used by async-idle-alert. Empty = no notice (the stage still counts).',
       },
       'message-alert2': {
         type: 'string', default: 'Chat session will be closed very soon due to inactivity of chat participants.',
-        doc: 'Text of the second alert notice.',
+        doc: 'Text of the second alert notice. Empty = no notice (the stage still counts).',
       },
       'message-close': {
         type: 'string', default: 'Chat session closed due to inactivity of chat participants.',
-        doc: 'Text of the close notice; also used by async-idle-close.',
+        doc: 'Text of the close notice; also used by async-idle-close. Empty = no notice (the chat still closes).',
       },
     },
   },
