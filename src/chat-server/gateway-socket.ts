@@ -13,10 +13,11 @@ import type { Logger } from '../log.ts';
 import type { GatewayRegistry } from '../push/gateway-registry.ts';
 import { NODE_TOKEN_HEADER } from './node-rpc.ts';
 import { requestUrl } from '../http/request-url.ts';
+import { watchLiveness } from '../http/ws-liveness.ts';
 
 export const GATEWAY_SOCKET_PATH = '/internal/notifications';
 
-export function createGatewaySocket(o: { registry: GatewayRegistry; token: string; replyTimeoutMs: number; log: Logger }) {
+export function createGatewaySocket(o: { registry: GatewayRegistry; token: string; replyTimeoutMs: number; log: Logger; livenessMs?: number }) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
 
   wss.on('connection', (ws: WebSocket, req: IncomingMessage) => {
@@ -45,6 +46,8 @@ export function createGatewaySocket(o: { registry: GatewayRegistry; token: strin
       },
     });
     o.log.info({ nodeId, group }, 'gateway node connected');
+    // A gateway gone without closing (host crash) leaves the group after a missed pong, not never.
+    watchLiveness(ws, o.livenessMs);
     ws.on('message', (data) => {
       try {
         const f = JSON.parse(data.toString()) as { t?: unknown; id?: unknown; outcome?: unknown } | null;

@@ -9,15 +9,22 @@ import { NODE_TOKEN_HEADER } from '../chat-server/node-rpc.ts';
 import type { NodeDirectory } from '../cluster/node-directory.ts';
 import type { Logger } from '../log.ts';
 import type { GatewayNode } from '../push/gateway-registry.ts';
+import type { NodeRecord } from '../store/port.ts';
+import { watchLiveness } from '../http/ws-liveness.ts';
+
+/** Which process of a node a link was opened to: a node registered again (restarted, moved) gets a new link. */
+function incarnation(n: NodeRecord): string {
+  return `${n.url} ${n.pid} ${n.startedAt}`;
+}
 
 export class NotificationLinks {
-  private readonly sockets = new Map<string, WebSocket>();
+  private readonly sockets = new Map<string, { ws: WebSocket; incarnation: string }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly nodes: NodeDirectory,
     private readonly provider: GatewayNode,
-    private readonly opts: { token: string; nodeId: string },
+    private readonly opts: { token: string; nodeId: string; livenessMs?: number },
     private readonly log: Logger,
   ) {}
 
@@ -27,15 +34,26 @@ export class NotificationLinks {
     this.timer.unref();
   }
 
-  /** Opens a link to every live node that has none. */
+  /**
+   * Opens a link to every live node that has none, or whose link goes to an earlier process of it (the
+   * node registered again, at a new address or pid: the old socket may be half-open after a host crash).
+   */
   sync(): void {
     for (const node of this.nodes.live()) {
-      if (this.sockets.has(node.appDbid)) continue;
+      const held = this.sockets.get(node.appDbid);
+      if (held !== undefined) {
+        if (held.incarnation === incarnation(node)) continue;
+        this.sockets.delete(node.appDbid);
+        held.ws.terminate();
+      }
       const url = `${node.url.replace(/^http/, 'ws')}${GATEWAY_SOCKET_PATH}?nodeId=${encodeURIComponent(this.opts.nodeId)}&group=${encodeURIComponent(this.provider.group)}`;
       const ws = new WebSocket(url, { headers: { [NODE_TOKEN_HEADER]: this.opts.token } });
-      this.sockets.set(node.appDbid, ws);
+      this.sockets.set(node.appDbid, { ws, incarnation: incarnation(node) });
+      ws.once('open', () => watchLiveness(ws, this.opts.livenessMs));
       ws.on('message', (data) => void this.onFrame(ws, data.toString()));
-      ws.on('close', () => this.sockets.delete(node.appDbid));
+      ws.on('close', () => {
+        if (this.sockets.get(node.appDbid)?.ws === ws) this.sockets.delete(node.appDbid);
+      });
       ws.on('error', (err) => {
         this.log.debug({ node: node.appDbid, err: err.message }, 'notification link failed');
         ws.terminate();
@@ -60,12 +78,12 @@ export class NotificationLinks {
   }
 
   get connected(): number {
-    return [...this.sockets.values()].filter((s) => s.readyState === s.OPEN).length;
+    return [...this.sockets.values()].filter(({ ws }) => ws.readyState === ws.OPEN).length;
   }
 
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
-    for (const s of this.sockets.values()) s.terminate();
+    for (const { ws } of this.sockets.values()) ws.terminate();
     this.sockets.clear();
   }
 }

@@ -17,9 +17,19 @@ import type { NodeDirectory } from '../cluster/node-directory.ts';
 import { ERRORS, ParleyError, type ErrorCode } from '../errors.ts';
 import { createRandomIds, type IdSource } from '../ids.ts';
 import type { NodeRecord } from '../store/port.ts';
+import type { Logger } from '../log.ts';
 import type { NodeLink } from './node-link.ts';
 
 const ATTEMPTS = 4;
+
+/** Transport errors that say nothing listens at the node's address (it is gone, not merely slow). */
+const NOT_THERE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function transportCode(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = e?.code === 'UND_ERR_SOCKET' && typeof e.cause?.code === 'string' ? e.cause.code : e?.code;
+  return typeof code === 'string' ? code : '';
+}
 
 export class RemoteNodeLink implements NodeLink {
   private readonly pools = new Map<string, Pool>();
@@ -28,7 +38,7 @@ export class RemoteNodeLink implements NodeLink {
 
   constructor(
     private readonly nodes: NodeDirectory,
-    private readonly opts: { token: string; timeoutMs: number; ids?: Pick<IdSource, 'chatId'> },
+    private readonly opts: { token: string; timeoutMs: number; ids?: Pick<IdSource, 'chatId'>; log?: Logger },
   ) {
     this.ids = opts.ids ?? createRandomIds();
   }
@@ -74,13 +84,15 @@ export class RemoteNodeLink implements NodeLink {
         const err = e instanceof ParleyError ? e : new ParleyError('UNAVAILABLE', 'The chat server node did not answer.', { cause: e });
         last = err;
         if (err.code === 'NOT_OWNER') {
+          // The node that answers knows the owner is alive (it checked): follow it there, even when this
+          // gateway suspects that node after a dropped connection or has not seen it register yet.
           const owner = typeof err.details?.['owner'] === 'string' ? (err.details['owner'] as string) : undefined;
-          if (owner !== undefined && !tried.has(owner) && this.nodes.isAlive(owner)) preferred = this.nodes.get(owner);
+          if (owner !== undefined && !tried.has(owner)) preferred = await this.known(owner);
           tried.delete(node.appDbid); // the same node may restore it after the owner is gone
           continue;
         }
         if (err.code === 'UNAVAILABLE') {
-          if (err.details?.['timedOut'] === true && !slow.has(node.appDbid)) {
+          if ((err.details?.['timedOut'] === true || err.details?.['dropped'] === true) && !slow.has(node.appDbid)) {
             slow.add(node.appDbid);
             tried.delete(node.appDbid);
           }
@@ -107,13 +119,18 @@ export class RemoteNodeLink implements NodeLink {
       status = res.statusCode;
       text = await res.body.text();
     } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code;
+      const code = transportCode(err);
       // Slow is not dead: the node may have applied the call and may still answer it (asked again, see route()).
       if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
         throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer in time.`, { cause: err, details: { timedOut: true } });
       }
-      this.nodes.suspect(node.appDbid);
-      throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer.`, { cause: err });
+      // Only a connection that could not be made says the node is gone; a dropped one (a reset, a closed
+      // keep-alive socket) may have carried the call to a live node, which is asked again like a slow one.
+      if (NOT_THERE.has(code)) {
+        this.nodes.suspect(node.appDbid);
+        throw new ParleyError('UNAVAILABLE', `Chat server node ${node.appDbid} did not answer.`, { cause: err });
+      }
+      throw new ParleyError('UNAVAILABLE', `The connection to chat server node ${node.appDbid} dropped.`, { cause: err, details: { dropped: true } });
     }
     let body: { ok?: unknown; error?: { code: string; message: string; details?: Record<string, unknown> } };
     try {
@@ -125,7 +142,18 @@ export class RemoteNodeLink implements NodeLink {
     }
     if (status === 200 && 'ok' in body) return body.ok;
     const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
+    // The node refused this gateway ([node] internal-token): the deployment's fault, not the customer's.
+    if (code === 'API_KEY_REQUIRED') {
+      this.opts.log?.error({ node: node.appDbid, url: node.url }, 'chat server node refused the gateway: check [node] internal-token on both');
+      throw new ParleyError('UNAVAILABLE', 'The chat server is not available; retry later.');
+    }
     throw new ParleyError(code in ERRORS ? code : 'INTERNAL', body.error?.message, body.error?.details === undefined ? undefined : { details: body.error.details });
+  }
+
+  /** A node by app dbid: the registry is read again when it is not known here yet (registered since the last poll). */
+  private async known(appDbid: string): Promise<NodeRecord | undefined> {
+    if (this.nodes.get(appDbid) === undefined) await this.nodes.refresh();
+    return this.nodes.get(appDbid);
   }
 
   private pool(url: string): Pool {

@@ -30,7 +30,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
   const directory = new NodeDirectory(store, clock, { deadAfterMs: config.node.deadAfterMs, pollMs: 1000 }, log);
   await directory.refresh();
   directory.run();
-  const link = new RemoteNodeLink(directory, { token: config.node.internalToken, timeoutMs: 15_000 });
+  const link = new RemoteNodeLink(directory, { token: config.node.internalToken, timeoutMs: 15_000, log: log.child({ component: 'node-link' }) });
   const metrics = createMetrics();
   const chatApi = createChatApi({
     node: link,
