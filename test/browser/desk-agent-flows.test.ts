@@ -5,7 +5,8 @@
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ChatClient, startTestServer, type TestServer } from '../helpers.ts';
+import { readFileSync } from 'node:fs';
+import { ChatClient, postForm, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
 import { launchChromium } from './chromium.ts';
 
 const ASYNC = 'async-support';
@@ -89,6 +90,27 @@ async function accept(page: Page, chatId: string): Promise<void> {
 }
 
 describe('agent desk review', () => {
+  it("opens a customer's file from the transcript: a download with the file's name and bytes; a deleted one says so", async () => {
+    const c = await customer('Fay', 'Invoice');
+    const { page, errors } = await openDesk();
+    await signIn(page, 'alice', 'alice-secret');
+    await accept(page, c.chatId);
+    const bytes = new Uint8Array([37, 80, 68, 70, 0, 1, 2, 255]);
+    const up = await postMultipart(`${c.chatUrl}/${c.chatId}/file`, c.ids(), { name: 'invoice (1).pdf', type: 'application/pdf', bytes });
+    expect(up.body.statusCode).toBe(0);
+    const open = page.locator('.transcript .event.file').filter({ hasText: 'invoice (1).pdf' }).getByRole('button', { name: 'Open invoice (1).pdf' });
+    const [download] = await Promise.all([page.waitForEvent('download'), open.click()]);
+    expect(download.suggestedFilename()).toBe('invoice (1).pdf');
+    const path = await download.path();
+    expect(new Uint8Array(readFileSync(path))).toEqual(bytes);
+    // Deleted by the customer meanwhile: the desk says so instead of saving an error page as the file.
+    const fileId = up.body.userData['file-id'] as string;
+    expect((await postForm(`${c.chatUrl}/${c.chatId}/file/${fileId}/delete`, c.ids())).body.statusCode).toBe(0);
+    await open.click();
+    await page.locator('.chat').getByText('“invoice (1).pdf” is no longer available.').first().waitFor();
+    expect(errors.filter((e) => !e.includes('404'))).toEqual([]);
+  });
+
   it('shows customer text with HTML-looking content, unicode and new lines as plain text', async () => {
     const c = await customer('Zoë <b>', 'Ünïcödé & <i>subject</i>');
     const { page, errors } = await openDesk();

@@ -58,6 +58,27 @@ export class AgentApi {
     return ((await this.call('GET', 'agents')) as { agents: AgentListing[] }).agents;
   }
 
+  /** A file of a chat the agent may read, as a Blob. */
+  async file(chatId: string, fileId: string): Promise<Blob> {
+    let res: Response;
+    try {
+      res = await fetch(`${API}/chats/${encodeURIComponent(chatId)}/files/${encodeURIComponent(fileId)}`, {
+        headers: { authorization: `Bearer ${this.token}` },
+        cache: 'no-store',
+      });
+    } catch {
+      throw new ApiError(0, 'NETWORK', 'The server cannot be reached; check the connection and retry.');
+    }
+    if (res.ok) return res.blob();
+    const err = ((await res.json().catch(() => undefined)) as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+    if (res.status === 401) this.onUnauthorized();
+    throw new ApiError(
+      res.status,
+      typeof err?.code === 'string' ? err.code : `HTTP_${res.status}`,
+      typeof err?.message === 'string' ? err.message : `The server answered ${res.status}.`,
+    );
+  }
+
   async history(limit = 50): Promise<ChatSummary[]> {
     return ((await this.call('GET', `history?limit=${limit}`)) as { chats: ChatSummary[] }).chats;
   }

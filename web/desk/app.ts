@@ -8,7 +8,7 @@
 import { AgentApi, ApiError, type ChatAction } from './api.ts';
 import { byId, clear, h } from './dom.ts';
 import { Transcript, offeredTo, since, typingAfter, type Typing } from './model.ts';
-import { dateTime, renderEvent, speak } from './render.ts';
+import { dateTime, renderEvent, speak, type FileOpener } from './render.ts';
 import { DeskSocket, type SocketStatus } from './socket.ts';
 import { TypingNotifier } from './typing.ts';
 import type { Agent, ChatEvent, ChatSummary, Overview, ServerFrame } from './types.ts';
@@ -697,7 +697,8 @@ function renderTranscript(e: Entry): void {
     return;
   }
   d.log.setAttribute('aria-busy', 'false');
-  const items = e.transcript.events.flatMap((ev) => renderEvent(ev, agent?.name ?? '') ?? []);
+  const open = fileOpener(e.summary.chatId);
+  const items = e.transcript.events.flatMap((ev) => renderEvent(ev, agent?.name ?? '', open) ?? []);
   d.log.replaceChildren(...items);
   scrollToEnd(d.log);
 }
@@ -708,11 +709,39 @@ function appendEvents(events: readonly ChatEvent[]): void {
   d.log.querySelector('.loading')?.remove();
   d.log.setAttribute('aria-busy', 'false');
   const nearEnd = d.log.scrollHeight - d.log.scrollTop - d.log.clientHeight < 80;
+  const open = view.kind === 'chat' ? fileOpener(view.chatId) : undefined;
   for (const ev of events) {
-    const li = renderEvent(ev, agent?.name ?? '');
+    const li = renderEvent(ev, agent?.name ?? '', open);
     if (li !== undefined) d.log.append(li);
   }
   if (nearEnd) scrollToEnd(d.log);
+}
+
+/** Opens a customer's file: fetched with the agent's token and handed to the browser as a download. */
+function fileOpener(chatId: string): FileOpener {
+  return (fileId, name, button) => {
+    button.disabled = true;
+    button.textContent = 'Opening…';
+    api.file(chatId, fileId).then(
+      (blob) => {
+        const url = URL.createObjectURL(blob);
+        const a = h('a', { href: url, download: name, hidden: '' });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60_000);
+        button.disabled = false;
+        button.textContent = 'Open';
+      },
+      (err: unknown) => {
+        button.disabled = false;
+        button.textContent = 'Open';
+        const text = err instanceof ApiError && err.code === 'UNKNOWN_FILE' ? `“${name}” is no longer available.` : `“${name}” could not be opened: ${errorText(err)}`;
+        if (chatDom !== undefined) chatDom.flash.textContent = text;
+        announce(text);
+      },
+    );
+  };
 }
 
 function scrollToEnd(el: HTMLElement): void {

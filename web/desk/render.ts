@@ -40,8 +40,11 @@ function safeUrl(s: string): string | undefined {
   }
 }
 
+/** Opens a file of the chat (fetched with the agent's token); the button shows what is going on. */
+export type FileOpener = (fileId: string, name: string, button: HTMLButtonElement) => void;
+
 /** The list item of one event, or undefined for events shown elsewhere (typing). */
-export function renderEvent(e: ChatEvent, myName: string): HTMLLIElement | undefined {
+export function renderEvent(e: ChatEvent, myName: string, openFile?: FileOpener): HTMLLIElement | undefined {
   const who = e.from.nickname;
   switch (e.type) {
     case 'Message': {
@@ -76,13 +79,23 @@ export function renderEvent(e: ChatEvent, myName: string): HTMLLIElement | undef
     case 'FileUploaded': {
       const d = e.userData ?? {};
       const size = fileSize(Number(d['file-size'] ?? NaN));
+      const name = d['file-name'] ?? 'unnamed';
+      const fileId = d['file-id'];
+      let open: HTMLButtonElement | string = '';
+      if (openFile !== undefined && fileId !== undefined) {
+        const button = h('button', { type: 'button', class: 'open-file', 'aria-label': `Open ${name}` }, 'Open');
+        button.addEventListener('click', () => openFile(fileId, name, button));
+        open = button;
+      }
       return note(
         e,
         'file',
         `${who} sent a file: `,
-        h('span', { class: 'file-name' }, d['file-name'] ?? 'unnamed'),
+        h('span', { class: 'file-name' }, name),
         size === '' ? '' : ` (${size})`,
         d['file-description'] === undefined ? '' : ` — ${d['file-description']}`,
+        open === '' ? '' : ' ',
+        open,
       );
     }
     case 'FileDeleted':
