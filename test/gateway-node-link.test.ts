@@ -231,3 +231,27 @@ describe('NOT_OWNER naming a node this gateway does not know yet', () => {
     expect(r.ok && r.value.session.alias).toBe('202');
   });
 });
+
+describe('connection pools of the gateway', () => {
+  it('a node registered again at a new address: the pool of its old address is closed, not kept for good', async () => {
+    const x = await makeNode('201');
+    const calls: string[] = [];
+    const first = await front(x, calls);
+    const second = await front(x, calls);
+    const registry = openStore('registry.db');
+    const now = Date.now();
+    await registry.registerNode({ appDbid: '201', pid: 1, url: first.url, startedAt: now, heartbeatAt: now });
+    const d = new NodeDirectory(registry, new ManualClock(), { deadAfterMs: 60_000, pollMs: 60_000 }, silentLogger);
+    await d.refresh();
+    const link = new RemoteNodeLink(d, { token: TOKEN, timeoutMs: 2_000 });
+    links.push(link);
+    const opened = await link.requestChat(SERVICE, { nickname: 'Ann' });
+    expect(link.poolCount).toBe(1);
+    // Restarted elsewhere under the same app dbid.
+    await registry.registerNode({ appDbid: '201', pid: 2, url: second.url, startedAt: now + 1, heartbeatAt: now + 1 });
+    await d.refresh();
+    const id = { secureKey: opened.session.secureKey, userId: opened.session.userId, alias: '201' };
+    await link.perform(opened.session.chatId, SERVICE, id, { op: 'send', message: 'via the new address' }, 'none');
+    expect(link.poolCount).toBe(1);
+  });
+});

@@ -60,3 +60,14 @@ it('notices the limit when the figures reach it, not only when a Request Chat or
   c.open = 5; // above 40 % of 10: still full
   expect(admitted(a, false)).toThrow(/limit-for-sessions/);
 });
+
+it('with limits-restore-threshold = 0 a full node takes sessions again once it is back to none', () => {
+  const c = { open: 0, flex: 0 };
+  const a = new Admission({ sessions: 2, flexUsers: 10, restorePercent: 0 }, () => c);
+  c.open = 2;
+  expect(admitted(a, false)).toThrow(/limit-for-sessions/);
+  c.open = 1;
+  expect(admitted(a, false)).toThrow(/limit-for-sessions/);
+  c.open = 0;
+  expect(admitted(a, false)).not.toThrow();
+});

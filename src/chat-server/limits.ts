@@ -33,7 +33,8 @@ export class Admission {
     const open = c.open + this.pendingOpen;
     const flex = c.flex + this.pendingFlex;
     const l = this.limits;
-    const below = (n: number, limit: number) => n < (limit * l.restorePercent) / 100;
+    // Below the threshold; with a threshold of 0, once the figure is back to 0 (never "below 0").
+    const below = (n: number, limit: number) => (l.restorePercent <= 0 ? n === 0 : n < (limit * l.restorePercent) / 100);
     if (open >= l.sessions) this.fullSessions = true;
     else if (below(open, l.sessions)) this.fullSessions = false;
     if (flex >= l.flexUsers) this.fullFlex = true;

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { agentJoin, openSession, say, type OpenSessionInput } from '../chat/session.ts';
 import { hold, wake } from '../chat/routing.ts';
 import type { Change, ChatEvent, Session } from '../chat/types.ts';
@@ -477,4 +477,33 @@ describe('scale', () => {
     expect(node.timers.pending).toBe(2 * N);
     expect((await current(node, 'bulk-0')).session.lastIndex).toBe(5);
   }, 20_000);
+});
+
+describe('the timer rounds of run()', () => {
+  it('start one round at a time: a round still busy is not joined by more every 250 ms', async () => {
+    vi.useFakeTimers();
+    try {
+      const n = startNode();
+      let running = 0;
+      let most = 0;
+      let rounds = 0;
+      let release: () => void = () => undefined;
+      n.timers.tick = async () => {
+        rounds++;
+        most = Math.max(most, ++running);
+        await new Promise<void>((r) => (release = r));
+        running--;
+      };
+      n.timers.run();
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect({ rounds, most }).toEqual({ rounds: 1, most: 1 });
+      release();
+      await vi.advanceTimersByTimeAsync(250);
+      expect(rounds).toBe(2);
+      n.timers.stop();
+      release();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

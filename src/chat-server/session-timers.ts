@@ -46,7 +46,16 @@ export class SessionTimers {
   ) {}
 
   run(): void {
-    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    // One round at a time: a round still working through a burst of deadlines (after downtime) is not
+    // joined by more rounds every 250 ms.
+    let ticking = false;
+    this.timer = setInterval(() => {
+      if (ticking) return;
+      ticking = true;
+      void this.tick().finally(() => {
+        ticking = false;
+      });
+    }, TICK_MS);
     this.timer.unref();
   }
 

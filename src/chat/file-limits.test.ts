@@ -158,6 +158,12 @@ describe('limitsUserData', () => {
 });
 
 describe('checkUploadAllowed', () => {
+  it('takes a name of 255 characters (counted as characters, not UTF-16 units) and refuses a longer one with INVALID_PARAMETER', () => {
+    const s = fresh();
+    expect(() => checkUploadAllowed(LIMITS, s, `${'😀'.repeat(251)}.txt`)).not.toThrow();
+    expect(codeOf(() => checkUploadAllowed(LIMITS, s, `${'a'.repeat(252)}.txt`))).toBe('INVALID_PARAMETER');
+  });
+
   it('allows an upload under the count limit', () => {
     const s = withFiles(fresh(), [file(), file()]);
     expect(() => checkUploadAllowed(LIMITS, s, 'c.txt')).not.toThrow();

@@ -51,7 +51,12 @@ export function limitsUserData(limits: FileLimits, s: Session): Record<string, s
 }
 
 /** Checks what can be known before the bytes arrive: count, type, agent presence. */
+/** Longest file name taken, in characters. */
+export const MAX_FILE_NAME = 255;
+
 export function checkUploadAllowed(limits: FileLimits, s: Session, fileName: string): void {
+  // A file system's limit; a longer name would also make the download's content-disposition header huge.
+  if ([...fileName].length > MAX_FILE_NAME) throw new ParleyError('INVALID_PARAMETER', `The file name is longer than ${MAX_FILE_NAME} characters.`);
   if (limits.uploadNeedAgent && activeAgents(s).length === 0) throw new ParleyError('FILE_UPLOAD_NOT_ALLOWED');
   const u = usage(s);
   if (u.files >= limits.uploadMaxFiles) {

@@ -377,6 +377,18 @@ describe('clientDisconnect', () => {
     ]);
   });
 
+  it('leaves no workbin or routing on the ended chat (a dormant or routed chat the customer leaves)', () => {
+    const dormant: Session = { ...fresh(), state: 'dormant', workbin: { agentId: 'alice', since: T0 + 5 } };
+    const routed: Session = { ...fresh(), routing: { agentId: 'bob', until: T0 + 60_000 } };
+    for (const s of [dormant, routed]) {
+      const { session } = clientDisconnect(s, T0 + 50);
+      expect(session.workbin).toBeUndefined();
+      expect(session.routing).toBeUndefined();
+    }
+    const active = agentJoin({ ...fresh(), routing: { agentId: 'alice', until: T0 + 60_000 } }, ALICE, T0 + 1).session;
+    expect(agentClose({ ...active, routing: { agentId: 'bob', until: T0 + 60_000 } }, 'alice', T0 + 9).session.routing).toBeUndefined();
+  });
+
   it('is idempotent on an ended session', () => {
     const ended = clientDisconnect(fresh(), T0 + 50).session;
     const again = clientDisconnect(ended, T0 + 60);

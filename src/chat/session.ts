@@ -254,7 +254,9 @@ export function clientDisconnect(s: Session, now: number): Change {
   if (s.state === 'ended') return { session: s, events: [] };
   const client = clientOf(s);
   const participants = s.participants.map((p) => (p.leftAt === undefined ? { ...p, leftAt: now } : p));
-  return append(s, now, [{ from: party(client), type: 'ParticipantLeft' }], {
+  // An ended chat is in no workbin and routed to nobody (a dormant chat the customer leaves included).
+  const { workbin: _w, routing: _r, ...rest } = s;
+  return append(rest, now, [{ from: party(client), type: 'ParticipantLeft' }], {
     participants,
     state: 'ended',
     endedAt: now,
@@ -331,8 +333,9 @@ export function agentClose(s: Session, agentId: string, now: number): Change {
   const closer = agentParticipant(s, agentId);
   const leaving = activeAgents(s).sort((a, b) => (a.participantId === closer.participantId ? 1 : b.participantId === closer.participantId ? -1 : 0));
   const participants = s.participants.map((x) => (x.leftAt === undefined && x.type !== 'Client' ? { ...x, leftAt: now } : x));
+  const { workbin: _w, routing: _r, ...rest } = s;
   return append(
-    s,
+    rest,
     now,
     leaving.map((p) => ({ from: party(p), type: 'ParticipantLeft' as const })),
     { participants, state: 'ended', endedAt: now },

@@ -159,10 +159,22 @@ export class RemoteNodeLink implements NodeLink {
   private pool(url: string): Pool {
     let p = this.pools.get(url);
     if (p === undefined) {
+      // A new address (a node restarted elsewhere): the pools of addresses no live node has any more go.
+      const current = new Set(this.nodes.live().map((n) => n.url));
+      for (const [old, pool] of this.pools) {
+        if (current.has(old)) continue;
+        this.pools.delete(old);
+        void pool.close().catch(() => undefined);
+      }
       p = new Pool(url, { connections: 64, pipelining: 1 });
       this.pools.set(url, p);
     }
     return p;
+  }
+
+  /** Connection pools held (one per node address in use). */
+  get poolCount(): number {
+    return this.pools.size;
   }
 
   async close(): Promise<void> {

@@ -275,12 +275,13 @@ export class PushEngine {
       outcome = { kind: 'retry', reason: err instanceof Error ? err.message : 'delivery failed' };
     }
     this.d.metrics.pushAttempts.inc({ result: outcome.kind });
-    // Acknowledged while the POST was in flight: the acknowledgement wins.
     const current = this.active.get(n.id);
     if (current === undefined) return;
+    // Its first successful POST (also when the client acknowledged it meanwhile: delivered is then <= acked).
+    if (outcome.kind === 'delivered' && current.sends === 0) this.d.metrics.pushNotifications.inc({ event: 'delivered' });
+    // Acknowledged while the POST was in flight: the acknowledgement wins.
     if (isFinal(current)) return this.finish(current);
     const next = afterAttempt(current, outcome, this.d.clock.now(), this.d.policy);
-    if (next.sends > current.sends && current.sends === 0) this.d.metrics.pushNotifications.inc({ event: 'delivered' });
     if (isFinal(next)) return this.finish(next);
     this.update(next);
   }

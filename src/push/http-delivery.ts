@@ -86,6 +86,7 @@ export class HttpDelivery {
 
   async close(): Promise<void> {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    this.sweeper = undefined;
     await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
     this.pools.clear();
   }

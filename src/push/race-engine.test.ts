@@ -36,6 +36,7 @@ function setup(initial: Notification[] = []) {
   } as unknown as Store;
   const posts: Array<{ id: string; answer: (o: DeliveryOutcome) => void }> = [];
   const registry = new GatewayRegistry();
+  const metrics = createMetrics({ defaultMetrics: false });
   registry.register({
     nodeId: 'gw1',
     group: 'g',
@@ -48,9 +49,9 @@ function setup(initial: Notification[] = []) {
     policy: { resendDelayMs: 1000, resendAttempts: 3, backoffMs: () => 100 },
     maxInFlight: 8,
     log: silentLogger,
-    metrics: createMetrics(),
+    metrics,
   });
-  return { clock, saved, posts, engine };
+  return { clock, saved, posts, engine, metrics };
 }
 
 const settle = () => new Promise((r) => setImmediate(r));
@@ -75,6 +76,19 @@ describe('push engine races', () => {
     clock.advance(5000);
     await engine.tick();
     expect(posts).toHaveLength(1);
+  });
+
+  it('a POST delivered while the client acknowledged counts as delivered too (delivered never below acked)', async () => {
+    const { clock, posts, engine, metrics } = setup();
+    const n = notification('n1', clock.now());
+    engine.add([n]);
+    const t = engine.tick();
+    engine.acknowledge(n.chatId);
+    posts[0]?.answer({ kind: 'delivered' });
+    await t;
+    await settle();
+    const count = async (event: string) => (await metrics.pushNotifications.get()).values.find((v) => v.labels['event'] === event)?.value ?? 0;
+    expect({ delivered: await count('delivered'), acked: await count('acked') }).toEqual({ delivered: 1, acked: 1 });
   });
 
   it('a receiver answering 410 fails the notification: not resent, stored failed', async () => {
