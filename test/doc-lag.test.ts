@@ -4,21 +4,15 @@
  * restores, whole writes after it, and the fence. Real chat server nodes (buildChatNode) over real SQLite
  * files, a manual clock, no background ticking.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentAccount } from '../src/chat-server/agent-directory.ts';
-import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
 import { ManualClock } from '../src/clock.ts';
-import { parseConfig } from '../src/config/load.ts';
 import { ParleyError } from '../src/errors.ts';
-import { createRandomIds } from '../src/ids.ts';
-import { silentLogger } from '../src/log.ts';
 import type { Store } from '../src/store/port.ts';
-import { openSqliteStore } from '../src/store/sqlite.ts';
-import { BASE_INI, SERVICE } from './helpers.ts';
+import type { ChatNode } from '../src/chat-server/node.ts';
+import { SERVICE } from './helpers.ts';
 import { faulty, type Faults } from './support/faulty-store.ts';
+import { SharedFileNodes } from './support/shared-file-nodes.ts';
 
 const PUSH_INI = '[settings]\nflex-push-on-join = true\n';
 const PUSH_USER_DATA = {
@@ -30,46 +24,20 @@ const PUSH_USER_DATA = {
 };
 const ALICE: AgentAccount = { agentId: 'alice', name: 'Alice', password: 'alice-secret', maxChats: 2 };
 
-let dir: string;
+let cluster: SharedFileNodes;
 let clock: ManualClock;
 let alive: Set<string>;
-const stores: Store[] = [];
-const nodes: ChatNode[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'parley-doc-lag-'));
-  clock = new ManualClock();
-  alive = new Set(['201', '202', '203']);
+  cluster = new SharedFileNodes(['201', '202', '203']);
+  ({ clock, alive } = cluster);
 });
 
-afterEach(async () => {
-  for (const n of nodes.splice(0)) await n.close();
-  for (const s of stores.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => cluster.close());
 
-function openStore(): Store {
-  const s = openSqliteStore({ path: join(dir, 'parley.db'), synchronous: 'normal' });
-  stores.push(s);
-  return s;
-}
-
-async function makeNode(appDbid: string, extraIni = '', faults?: Faults): Promise<ChatNode> {
-  const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_NODE_APP_DBID: appDbid, PARLEY_STORE_PATH: join(dir, 'unused.db') });
-  const real = openStore();
-  const node = await buildChatNode(
-    config,
-    { store: faults === undefined ? real : faulty(real, faults), clock, ids: createRandomIds(), log: silentLogger, autoRun: false },
-    { loadScope: 'owned', isAlive: async (owner) => alive.has(owner) },
-  );
-  nodes.push(node);
-  return node;
-}
-
-async function stopNode(n: ChatNode): Promise<void> {
-  nodes.splice(nodes.indexOf(n), 1);
-  await n.close();
-}
+const makeNode = (appDbid: string, extraIni = '', faults?: Faults): Promise<ChatNode> =>
+  cluster.node(appDbid, { extraIni, ...(faults === undefined ? {} : { wrap: (s: Store) => faulty(s, faults) }) });
+const stopNode = (n: ChatNode): Promise<void> => cluster.stop(n);
 
 const codeOf = async (p: Promise<unknown>): Promise<string> => {
   try {
@@ -150,7 +118,7 @@ describe('a document that lags its transcript, read back (restart, HA restore)',
   it('a node restoring the session of a dead node holds exactly the transcript, positions and activity; its idle alert counts from the last message', async () => {
     const x = await makeNode('201', IDLE_INI);
     const y = await makeNode('202', IDLE_INI);
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'LagRestore01';
     const { lastMessageAt } = await chatWithMessages(x, chatId);
     const before = x.sessions.peek(chatId);
@@ -171,7 +139,7 @@ describe('a document that lags its transcript, read back (restart, HA restore)',
 
   it('a restarted node holds the session as it had it and its idle alert counts from the last message', async () => {
     const x = await makeNode('201', IDLE_INI);
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'LagRestart01';
     const { lastMessageAt } = await chatWithMessages(x, chatId);
     const before = x.sessions.peek(chatId);
@@ -190,7 +158,7 @@ describe('a document that lags its transcript, read back (restart, HA restore)',
 
   it('after the lag, a userData update, a hold into the workbin and the end each write the whole, caught-up document', async () => {
     const x = await makeNode('201', '[chat.customer-support]\nasync-mode = true\n');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'LagLagThen01';
     const r = await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: 'open' });
     const id = { secureKey: r.session.secureKey, userId: r.session.userId };
@@ -227,7 +195,7 @@ describe('a document that lags its transcript, read back (restart, HA restore)',
 describe('a lagging document and the end of the chat', () => {
   it('the end writes the whole document; a late read of the ended chat gives the whole transcript', async () => {
     const x = await makeNode('201');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'LagLagEnd001';
     const r = await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: 'open' });
     await x.agentOps.accept(ALICE, chatId);
@@ -255,10 +223,10 @@ describe('the fence of the message-only write (two store instances on one SQLite
     await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: 'open' });
     await x.agentOps.accept(ALICE, chatId);
     await x.agentOps.send(ALICE, chatId, 'owned');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const before = await store.loadEvents(chatId, 1);
     // The owner restarted elsewhere under the same app dbid (a zombie keeps its old epoch).
-    const other = openStore();
+    const other = cluster.openStore();
     await other.renewOwnership('201');
     expect(await codeOf(x.agentOps.send(ALICE, chatId, 'zombie'))).toBe('NOT_OWNER');
     expect(await store.loadEvents(chatId, 1)).toEqual(before);

@@ -3,73 +3,33 @@
  * API on HTTP, app dbids 201 and 202) on ONE SQLite file, each behind a front that can cut a connection.
  * Which nodes the chat nodes take for alive is set by the test (`alive`), as the owner probe would find it.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
+import type { ChatNode } from '../src/chat-server/node.ts';
 import { createNodeRpc } from '../src/chat-server/node-rpc.ts';
 import { ManualClock } from '../src/clock.ts';
 import { NodeDirectory } from '../src/cluster/node-directory.ts';
-import { parseConfig } from '../src/config/load.ts';
 import { ParleyError } from '../src/errors.ts';
 import { RemoteNodeLink } from '../src/gateway/remote-node-link.ts';
-import { createRandomIds } from '../src/ids.ts';
 import { silentLogger } from '../src/log.ts';
 import type { Store } from '../src/store/port.ts';
-import { openSqliteStore } from '../src/store/sqlite.ts';
-import { BASE_INI, SERVICE } from './helpers.ts';
+import { SERVICE } from './helpers.ts';
+import { SharedFileNodes } from './support/shared-file-nodes.ts';
 
 const TOKEN = 'routing-token';
 
-let dir: string;
-let clock: ManualClock;
-let alive: Set<string>;
-const stores: Store[] = [];
-const chatNodes: ChatNode[] = [];
-const servers: Server[] = [];
-const links: RemoteNodeLink[] = [];
+let cluster: SharedFileNodes;
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'parley-routing2-'));
-  clock = new ManualClock();
-  alive = new Set(['201', '202']);
+  cluster = new SharedFileNodes(['201', '202']);
 });
 
-afterEach(async () => {
-  await Promise.all(links.splice(0).map((l) => l.close()));
-  for (const s of servers) s.closeAllConnections();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-  for (const n of chatNodes.splice(0)) await n.close();
-  for (const s of stores.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => cluster.close());
 
-function openStore(name = 'parley.db'): Store {
-  const s = openSqliteStore({ path: join(dir, name), synchronous: 'normal' });
-  stores.push(s);
-  return s;
-}
-
-async function makeNode(appDbid: string, extraIni = ''): Promise<ChatNode> {
-  const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_NODE_APP_DBID: appDbid, PARLEY_STORE_PATH: join(dir, 'unused.db') });
-  const node = await buildChatNode(
-    config,
-    { store: openStore(), clock, ids: createRandomIds(), log: silentLogger, autoRun: false },
-    { loadScope: 'owned', isAlive: async (owner) => alive.has(owner) },
-  );
-  chatNodes.push(node);
-  return node;
-}
-
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const makeNode = (appDbid: string, extraIni = ''): Promise<ChatNode> => cluster.node(appDbid, { extraIni });
+const openStore = (name?: string): Store => cluster.openStore(name);
+const listen = (handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> => cluster.listen(handler);
+const links = { push: (l: RemoteNodeLink) => cluster.onClose(() => l.close()) };
 
 /** What the front of a node does with the next call. */
 type Cut = 'none' | 'before' | 'after';
@@ -139,7 +99,7 @@ describe('a dropped connection to a live owner', () => {
   it('a send whose connection to the owner is cut before it arrives is sent again to the owner, applied once', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const calls: string[] = [];
     const fx = await front(x, calls);
     const fy = await front(y, calls);
@@ -187,7 +147,7 @@ describe('a dropped connection to a live owner', () => {
   it('a Request Chat applied by a live node whose answer was cut: the customer gets that chat, not an error', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const calls: string[] = [];
     // Whichever node gets the first attempt applies it, and its answer is lost on the way.
     const cut = { next: 'after' as Cut };
@@ -222,7 +182,7 @@ describe('NOT_OWNER naming a node this gateway does not know yet', () => {
     // The gateway read the registry when only 201 was there; 202 registers just after (another gateway
     // already opened a chat on it).
     const link = await gateway([['201', fx.url]]);
-    const registry = stores[stores.length - 1] as Store;
+    const registry = cluster.openStore('registry.db');
     await registry.registerNode({ appDbid: '202', pid: 2002, url: fy.url, startedAt: Date.now(), heartbeatAt: Date.now() });
     const opened = await y.client.requestChat(SERVICE, { nickname: 'Ann' });
     const r = await settle(link.perform(opened.session.chatId, SERVICE, { secureKey: opened.session.secureKey, alias: '202' }, { op: 'refresh' }, 'all'));

@@ -2,20 +2,12 @@
  * HA restoration between real chat server nodes (buildChatNode) in one process, on ONE SQLite file
  * (one store instance per node). Which nodes are alive is set by the test, as the owner probe would find it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentAccount } from '../src/chat-server/agent-directory.ts';
-import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
-import { ManualClock } from '../src/clock.ts';
-import { parseConfig } from '../src/config/load.ts';
+import type { ChatNode } from '../src/chat-server/node.ts';
 import { ParleyError } from '../src/errors.ts';
-import { createRandomIds } from '../src/ids.ts';
-import { silentLogger } from '../src/log.ts';
-import type { Store } from '../src/store/port.ts';
-import { openSqliteStore } from '../src/store/sqlite.ts';
-import { BASE_INI, SERVICE } from './helpers.ts';
+import { SERVICE } from './helpers.ts';
+import { SharedFileNodes } from './support/shared-file-nodes.ts';
 
 const PUSH_INI = '[settings]\nflex-push-on-join = true\n';
 const PUSH_USER_DATA = {
@@ -27,40 +19,17 @@ const PUSH_USER_DATA = {
 };
 const ALICE: AgentAccount = { agentId: 'alice', name: 'Alice', password: 'alice-secret', maxChats: 2 };
 
-let dir: string;
-let clock: ManualClock;
+let cluster: SharedFileNodes;
 let alive: Set<string>;
-const stores: Store[] = [];
-const nodes: ChatNode[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'parley-review-ha-'));
-  clock = new ManualClock();
-  alive = new Set(['201', '202', '203']);
+  cluster = new SharedFileNodes(['201', '202', '203']);
+  ({ alive } = cluster);
 });
 
-afterEach(async () => {
-  for (const n of nodes.splice(0)) await n.close();
-  for (const s of stores.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => cluster.close());
 
-function openStore(): Store {
-  const s = openSqliteStore({ path: join(dir, 'parley.db'), synchronous: 'normal' });
-  stores.push(s);
-  return s;
-}
-
-async function makeNode(appDbid: string, extraIni = ''): Promise<ChatNode> {
-  const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_NODE_APP_DBID: appDbid, PARLEY_STORE_PATH: join(dir, 'unused.db') });
-  const node = await buildChatNode(
-    config,
-    { store: openStore(), clock, ids: createRandomIds(), log: silentLogger, autoRun: false },
-    { loadScope: 'owned', isAlive: async (owner) => alive.has(owner) },
-  );
-  nodes.push(node);
-  return node;
-}
+const makeNode = (appDbid: string, extraIni = ''): Promise<ChatNode> => cluster.node(appDbid, { extraIni });
 
 const settle = <T>(p: Promise<T>) =>
   p.then(
@@ -75,7 +44,7 @@ describe('HA restoration on one SQLite file', () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
     const z = await makeNode('203');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'ReviewRace0001';
     await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: 'r1' });
     await x.agentOps.accept(ALICE, chatId);
@@ -108,7 +77,7 @@ describe('HA restoration on one SQLite file', () => {
   it('the old owner coming back cannot write the claimed session (NOT_OWNER), forgets it, and the store keeps only the new owner\u2019s events', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'ReviewFence001';
     await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: 'r2' });
     await x.agentOps.accept(ALICE, chatId);
@@ -128,10 +97,11 @@ describe('HA restoration on one SQLite file', () => {
 
   it('a restore while the old owner is still committing: the write is either in the restored transcript or refused NOT_OWNER, never lost or reordered', async () => {
     for (let round = 0; round < 6; round++) {
-      alive = new Set(['201', '202']);
+      alive.clear();
+      for (const a of ['201', '202']) alive.add(a);
       const x = await makeNode('201');
       const y = await makeNode('202');
-      const store = stores[stores.length - 1] as Store;
+      const store = cluster.openStore();
       const chatId = `ReviewInflight${round}`;
       await x.client.requestChat(SERVICE, { nickname: 'Ann' }, { chatId, requestId: `r3-${round}` });
       await x.agentOps.accept(ALICE, chatId);
@@ -154,14 +124,15 @@ describe('HA restoration on one SQLite file', () => {
       }
       // Acknowledged sends keep their order.
       expect(texts.filter((t) => t?.startsWith('in flight'))).toEqual([...texts.filter((t) => t?.startsWith('in flight'))].sort());
-      for (const n of nodes.splice(0)) await n.close();
+      await cluster.stop(x);
+      await cluster.stop(y);
     }
   });
 
   it('the restoring node takes over the outbox and the timers', async () => {
     const x = await makeNode('201', PUSH_INI);
     const y = await makeNode('202', PUSH_INI);
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'ReviewOutbox01';
     await x.client.requestChat(SERVICE, { nickname: 'Ann', userData: PUSH_USER_DATA }, { chatId, requestId: 'r4' });
     await x.agentOps.accept(ALICE, chatId);
@@ -186,7 +157,7 @@ describe('HA restoration on one SQLite file', () => {
   it('the old owner that lost the session (NOT_OWNER) stops pushing its notifications: the outbox moves exactly once', async () => {
     const x = await makeNode('201', PUSH_INI);
     const y = await makeNode('202', PUSH_INI);
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const chatId = 'ReviewOutbox02';
     await x.client.requestChat(SERVICE, { nickname: 'Ann', userData: PUSH_USER_DATA }, { chatId, requestId: 'r5' });
     await x.agentOps.accept(ALICE, chatId);

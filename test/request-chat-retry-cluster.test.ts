@@ -4,25 +4,19 @@
  * the gateway's RemoteNodeLink over a NodeDirectory. Which nodes the chat nodes take for alive is set by
  * the test (`alive`), as the owner probe would find it.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClientReply } from '../src/chat-server/client-ops.ts';
-import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
+import type { ChatNode } from '../src/chat-server/node.ts';
 import { createNodeRpc } from '../src/chat-server/node-rpc.ts';
 import { ManualClock } from '../src/clock.ts';
 import { NodeDirectory } from '../src/cluster/node-directory.ts';
-import { parseConfig } from '../src/config/load.ts';
 import { ParleyError } from '../src/errors.ts';
 import { RemoteNodeLink } from '../src/gateway/remote-node-link.ts';
-import { createRandomIds } from '../src/ids.ts';
 import { silentLogger } from '../src/log.ts';
 import type { Store } from '../src/store/port.ts';
-import { openSqliteStore } from '../src/store/sqlite.ts';
-import { BASE_INI, SERVICE } from './helpers.ts';
+import { SERVICE } from './helpers.ts';
+import { SharedFileNodes } from './support/shared-file-nodes.ts';
 
 const TOKEN = 'review-node-token';
 const HOLD_MS = 2_500; // past the gateway timeout (undici checks timeouts on a coarse tick)
@@ -35,52 +29,21 @@ const PUSH_USER_DATA = {
   GCTI_GMS_PushDeviceType: 'customhttp',
 };
 
-let dir: string;
+let cluster: SharedFileNodes;
 let clock: ManualClock;
 let alive: Set<string>;
-const stores: Store[] = [];
-const nodes: ChatNode[] = [];
-const servers: Server[] = [];
-const links: RemoteNodeLink[] = [];
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'parley-review-cluster-'));
-  clock = new ManualClock();
-  alive = new Set(['201', '202']);
+  cluster = new SharedFileNodes(['201', '202']);
+  ({ clock, alive } = cluster);
 });
 
-afterEach(async () => {
-  await Promise.all(links.splice(0).map((l) => l.close()));
-  for (const s of servers) s.closeAllConnections();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
-  for (const n of nodes.splice(0)) await n.close();
-  for (const s of stores.splice(0)) await s.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterEach(() => cluster.close());
 
-function openStore(name = 'parley.db'): Store {
-  const s = openSqliteStore({ path: join(dir, name), synchronous: 'normal' });
-  stores.push(s);
-  return s;
-}
-
-async function makeNode(appDbid: string, extraIni = ''): Promise<ChatNode> {
-  const config = parseConfig(BASE_INI + extraIni, 'test.ini', { PARLEY_NODE_APP_DBID: appDbid, PARLEY_STORE_PATH: join(dir, 'unused.db') });
-  const node = await buildChatNode(
-    config,
-    { store: openStore(), clock, ids: createRandomIds(), log: silentLogger, autoRun: false },
-    { loadScope: 'owned', isAlive: async (owner) => alive.has(owner) },
-  );
-  nodes.push(node);
-  return node;
-}
-
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+const makeNode = (appDbid: string, extraIni = ''): Promise<ChatNode> => cluster.node(appDbid, { extraIni });
+const openStore = (name?: string): Store => cluster.openStore(name);
+const listen = (handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> => cluster.listen(handler);
+const links = { push: (l: RemoteNodeLink) => cluster.onClose(() => l.close()) };
 
 type Mode = 'pass' | 'hold' | 'drop';
 
@@ -143,7 +106,7 @@ describe('two nodes on one store, called directly', () => {
   it('a replay after the first node died (committed, never answered): restored on the other node, same chat and tokens, timers tracked', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const key = { chatId: 'ClusterChat00002', requestId: 'req-c2' };
     const first = await x.client.requestChat(SERVICE, { nickname: 'Ann', subject: 'restore me' }, key);
     alive.delete('201');
@@ -201,7 +164,7 @@ describe('two nodes on one store, called directly', () => {
   it('two attempts at once on two nodes: one chat; the loser answers NOT_OWNER naming the winner', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const key = { chatId: 'ClusterChat00004', requestId: 'req-c4' };
     const [a, b] = await Promise.allSettled([
       x.client.requestChat(SERVICE, { nickname: 'Ann' }, key),
@@ -224,7 +187,7 @@ describe('the gateway (RemoteNodeLink) over two nodes', () => {
   it('the first node dies after its commit (connection cut): the retry on the other node restores and answers that chat', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const shared = { calls: 0, nodesCalled: [] as string[] };
     const fx = await front(x, 'drop', shared);
     const fy = await front(y, 'drop', shared);
@@ -251,7 +214,7 @@ describe('the gateway (RemoteNodeLink) over two nodes', () => {
   it('a node over limit-for-sessions answers UNAVAILABLE: the same key goes to the next node, which opens the one chat', async () => {
     const x = await makeNode('201', '[settings]\nlimit-for-sessions = 1\n');
     const y = await makeNode('202', '[settings]\nlimit-for-sessions = 1\n');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     await x.client.requestChat(SERVICE, { nickname: 'Filler' }, { chatId: 'FillerChat000001', requestId: 'filler' });
     expect(x.admission.state().sessionsFull).toBe(true);
     const shared = { calls: 0, nodesCalled: [] as string[] };
@@ -281,7 +244,7 @@ describe('the gateway (RemoteNodeLink) over two nodes', () => {
   it('the first node is only slow: the gateway follows NOT_OWNER back to it and answers the one chat', async () => {
     const x = await makeNode('201');
     const y = await makeNode('202');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const shared = { calls: 0, nodesCalled: [] as string[] };
     const link = await gateway([
       ['201', await front(x, 'hold', shared)],
@@ -301,7 +264,7 @@ describe('the gateway (RemoteNodeLink) over two nodes', () => {
   // same node, which answers the chat it opened.
   it('one node, its answer later than the gateway timeout: the gateway asks it again and gets the chat', async () => {
     const x = await makeNode('201');
-    const store = stores[0] as Store;
+    const store = cluster.openStore();
     const shared = { calls: 0, nodesCalled: [] as string[] };
     const link = await gateway([['201', await front(x, 'hold', shared)]]);
     const r = await link.requestChat(SERVICE, { nickname: 'Ann', subject: 'one node' });
