@@ -321,10 +321,12 @@ export class ClientOps {
       // A request of the client like any other: its disconnect timeout starts again.
       await this.touch(entry);
       const meta = core.findFile(entry.session, fileId);
-      checkDownload(this.d.fileLimits, meta);
+      // The same call again (a gateway whose connection dropped asks once more): served, not counted twice.
+      const again = core.alreadyApplied(entry.session, id.requestId);
+      if (!again) checkDownload(this.d.fileLimits, meta);
       const bytes = await this.d.sessions.readFile(chatId, fileId);
       if (bytes === undefined) throw new ParleyError('UNKNOWN_FILE');
-      await this.d.sessions.commit(entry, core.countDownload(entry.session, fileId, this.d.clock.now()));
+      if (!again) await this.d.sessions.commit(entry, core.rememberRequest(core.countDownload(entry.session, fileId, this.d.clock.now()), id.requestId));
       return { meta, bytes };
     });
   }

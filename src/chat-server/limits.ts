@@ -15,7 +15,7 @@ export interface Limits {
 export class Admission {
   private fullSessions = false;
   private fullFlex = false;
-  /** Admitted Request Chats not yet stored (they count already: concurrent ones cannot pass the limit together). */
+  /** Admitted Request Chats not yet stored (they count against the limit: concurrent ones cannot pass it together). */
   private pendingOpen = 0;
   private pendingFlex = 0;
 
@@ -25,13 +25,12 @@ export class Admission {
   ) {}
 
   /**
-   * Takes the figures into the "limit reached" state. Called on every change of them (not only when a
-   * Request Chat or a health probe asks), so that reaching a limit is noticed whoever looks.
+   * Takes the figures of the sessions held into the "limit reached" state. Called on every change of them
+   * (not only when a Request Chat or a health probe asks), so that reaching a limit is noticed whoever looks.
+   * Pending admissions do not count here: one that fails must not leave the node refusing.
    */
   observe(): void {
-    const c = this.counts();
-    const open = c.open + this.pendingOpen;
-    const flex = c.flex + this.pendingFlex;
+    const { open, flex } = this.counts();
     const l = this.limits;
     // Below the threshold; with a threshold of 0, once the figure is back to 0 (never "below 0").
     const below = (n: number, limit: number) => (l.restorePercent <= 0 ? n === 0 : n < (limit * l.restorePercent) / 100);
@@ -47,12 +46,17 @@ export class Admission {
    */
   admit(withPush: boolean): () => void {
     this.observe();
-    if (this.fullSessions) throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-sessions; retry (another node may take it).');
-    if (withPush && this.fullFlex) throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-flex-users; retry.');
+    const c = this.counts();
+    // Pending admissions count for the limit itself (concurrent Request Chats cannot pass it together).
+    if (this.fullSessions || c.open + this.pendingOpen >= this.limits.sessions) {
+      throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-sessions; retry (another node may take it).');
+    }
+    if (withPush && (this.fullFlex || c.flex + this.pendingFlex >= this.limits.flexUsers)) {
+      throw new ParleyError('UNAVAILABLE', 'This chat server node reached limit-for-flex-users; retry.');
+    }
     const flex = withPush ? 1 : 0;
     this.pendingOpen++;
     this.pendingFlex += flex;
-    this.observe();
     let released = false;
     return () => {
       if (released) return;

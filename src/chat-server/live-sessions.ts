@@ -137,7 +137,8 @@ export class LiveSessions {
   /** Drops a dormant session from memory, keeping only its flag (timers keep their own deadlines). */
   private park(entry: LiveSession): void {
     const s = entry.session;
-    if (s.state !== 'dormant' || this.live.get(s.chatId) !== entry) return;
+    // An adjustment not stored yet would be lost: such an entry stays until its next write.
+    if (s.state !== 'dormant' || this.live.get(s.chatId) !== entry || entry.unsaved === true) return;
     this.account(s, undefined);
     this.live.delete(s.chatId);
     const flex = flexOf(s);
@@ -327,12 +328,27 @@ export class LiveSessions {
     let unsaved = false;
     if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) {
       const restored = this.ownership.restore(session, from);
-      unsaved = restored !== session;
+      if (restored !== session) {
+        // What the restoration adjusted (push paused until the client asks) is stored at once: the session
+        // may be parked, or read again, before any change of its own is written.
+        try {
+          await guard(() => this.store.recordChange({ session: restored, events: [], fence: { owner: this.alias, epoch } }));
+        } catch {
+          // Written whole with its next change instead; until then it is not parked (see park()).
+          unsaved = true;
+        }
+      }
       session = restored;
     }
     const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch, ...(unsaved ? { unsaved } : {}) };
-    // An ended session is read for the request at hand (a late refresh, an old timer) and not kept.
-    if (session.state === 'ended') return entry;
+    // An ended session is read for the request at hand (a late refresh, an old timer) and not kept, nor
+    // counted here any more (a parked session that ended on another node).
+    if (session.state === 'ended') {
+      this.unpark(chatId);
+      return entry;
+    }
+    const again = this.live.get(chatId);
+    if (again !== undefined) return again;
     this.live.set(chatId, entry);
     this.unpark(chatId);
     this.account(undefined, entry.session);

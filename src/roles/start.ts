@@ -36,7 +36,18 @@ export interface StartOptions {
  */
 export function signOwnPushes(config: Config, randomSecret: () => string = () => `whsec_${randomBytes(32).toString('base64')}`): Config {
   if (!config.receiver.enabled || config.push.customhttpUrl !== '') return config;
-  if (config.push.signingSecret !== '' && config.receiver.signingSecret !== '') return config;
+  if (config.push.signingSecret !== '' && config.receiver.signingSecret !== '') {
+    // Signed with one, verified with the other: every push to this very receiver would be refused.
+    if (config.push.signingSecret === config.receiver.signingSecret) return config;
+    throw configInvalid([
+      {
+        file: 'config',
+        section: 'receiver',
+        key: 'signing-secret',
+        message: 'differs from [push] signing-secret, and [push] customhttp.url is empty (pushes go to this receiver): set one of them, or the same in both',
+      },
+    ]);
+  }
   const secret = config.push.signingSecret || config.receiver.signingSecret || randomSecret();
   return { ...config, push: { ...config.push, signingSecret: secret }, receiver: { ...config.receiver, signingSecret: secret } };
 }
