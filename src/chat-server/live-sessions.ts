@@ -197,7 +197,6 @@ export class LiveSessions {
     }
   }
 
-  /** Forgets a session (it moved to another node, or ended). */
   /** The entry as memory holds it now (an ended session is read for the request at hand and never held). */
   private isCurrent(entry: LiveSession): boolean {
     const chatId = entry.session.chatId;
@@ -214,6 +213,7 @@ export class LiveSessions {
     this.ownership.onLost?.(chatId);
   }
 
+  /** Forgets a session held in memory (it moved to another node, or its state is no longer known). */
   evict(chatId: string): void {
     const e = this.live.get(chatId);
     if (e === undefined) return;
