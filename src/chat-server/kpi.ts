@@ -46,7 +46,8 @@ export class Kpi {
     this.last = { at: now, messages, notifications };
     const t0 = performance.now();
     try {
-      await this.o.store.loadSession('\u0000probe');
+      // An id no chat has (chat ids are base62), valid text in every store.
+      await this.o.store.loadSession('kpi-probe');
       this.storeLatencyMs = performance.now() - t0;
     } catch {
       this.storeLatencyMs = -1;

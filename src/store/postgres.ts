@@ -150,6 +150,14 @@ function latestById(notifications: readonly Notification[]): Notification[] {
   return [...byId.values()];
 }
 
+/**
+ * Can PostgreSQL hold this text at all? It refuses NUL in text (SQLSTATE 22021), so no stored id has one:
+ * an id with NUL (from a URL's %00) is simply unknown, as in SQLite, not a store error.
+ */
+function storable(id: string): boolean {
+  return !id.includes('\u0000');
+}
+
 /** First key of the migration advisory lock ("prly"); the second is the hash of the schema name. */
 const MIGRATION_LOCK = 0x70726c79;
 
@@ -449,12 +457,14 @@ class PostgresStore implements Store {
   }
 
   async loadSession(chatId: string): Promise<Session | undefined> {
+    if (!storable(chatId)) return undefined;
     const rows = await this.read<{ doc: string }>('SELECT doc FROM sessions WHERE chat_id = $1', [chatId]);
     const row = rows[0];
     return row === undefined ? undefined : (JSON.parse(row.doc) as Session);
   }
 
   async loadOwned(chatId: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
+    if (!storable(chatId)) return undefined;
     const rows = await this.read<{ doc: string; owner: string; epoch: number }>('SELECT doc, owner, epoch FROM sessions WHERE chat_id = $1', [chatId]);
     const row = rows[0];
     return row === undefined ? undefined : { session: JSON.parse(row.doc) as Session, ownership: { owner: row.owner, epoch: row.epoch } };
@@ -462,6 +472,7 @@ class PostgresStore implements Store {
 
   claimSession(chatId: string, expected: Ownership, newOwner: string): Promise<{ session: Session; ownership: Ownership } | undefined> {
     if (this.closed) return Promise.reject(closedError());
+    if (!storable(chatId)) return Promise.resolve(undefined);
     // Ordered after every write of this session already issued, like SQLite's flush before a claim.
     return this.order.run([sessionKey(chatId)], async () => {
       const rows = await this.query<{ epoch: number; doc: string }>('UPDATE sessions SET owner = $1, epoch = epoch + 1 WHERE chat_id = $2 AND owner = $3 AND epoch = $4 RETURNING epoch, doc', [
@@ -489,6 +500,7 @@ class PostgresStore implements Store {
   }
 
   async loadEvents(chatId: string, fromIndex: number): Promise<ChatEvent[]> {
+    if (!storable(chatId)) return [];
     const rows = await this.read<{ doc: string }>('SELECT doc FROM events WHERE chat_id = $1 AND idx >= $2 ORDER BY idx', [chatId, fromIndex]);
     return rows.map((r) => JSON.parse(r.doc) as ChatEvent);
   }
@@ -515,6 +527,7 @@ class PostgresStore implements Store {
   }
 
   async loadFile(chatId: string, fileId: string): Promise<Buffer | undefined> {
+    if (!storable(chatId) || !storable(fileId)) return undefined;
     const rows = await this.read<{ bytes: Buffer }>('SELECT bytes FROM files WHERE chat_id = $1 AND file_id = $2', [chatId, fileId]);
     return rows[0]?.bytes;
   }
