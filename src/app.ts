@@ -100,7 +100,13 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
     },
   });
   const agentApi = createAgentApi({ directory: node.agents, ops: node.agentOps });
-  const agentStream = createAgentStream({ clock: deps.clock, directory: node.agents, ops: node.agentOps, sessions: node.sessions });
+  const agentStream = createAgentStream({
+    clock: deps.clock,
+    directory: node.agents,
+    ops: node.agentOps,
+    sessions: node.sessions,
+    livenessMs: config.http.wsPingIntervalMs,
+  });
   const app = { accepting: true } as { accepting: boolean };
   const nodeRpc = createNodeRpc({
     client: node.client,
@@ -113,6 +119,7 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
     token: config.node.internalToken,
     replyTimeoutMs: config.push.requestTimeoutMs + 5000,
     log: log.child({ component: 'gateway-socket' }),
+    livenessMs: config.http.wsPingIntervalMs,
   });
   const cors = config.http.corsAllowedOrigins;
   const desk = await buildPage('desk');

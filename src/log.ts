@@ -12,18 +12,15 @@ export interface Logger {
   child(bindings: Record<string, unknown>): Logger;
 }
 
+/** Keys whose values are secrets, redacted in a log line's object down to four levels deep. */
+const SECRET_KEYS = ['secureKey', 'password', 'token', 'apiKey', 'signingSecret', 'internalToken'];
+/** Request headers that carry credentials, in a `headers` object at the top or one level down. */
+const SECRET_HEADERS = ['authorization', 'apikey', '["x-api-key"]', '["x-parley-node-token"]', '["x-parley-session"]'];
+const DEPTHS = ['', '*.', '*.*.', '*.*.*.'];
+
 const REDACT = [
-  'secureKey',
-  '*.secureKey',
-  'password',
-  '*.password',
-  'token',
-  '*.token',
-  'apiKey',
-  '*.apiKey',
-  'headers.authorization',
-  'headers.apikey',
-  'headers["x-api-key"]',
+  ...SECRET_KEYS.flatMap((k) => DEPTHS.map((d) => `${d}${k}`)),
+  ...SECRET_HEADERS.flatMap((h) => ['headers', '*.headers'].map((at) => (h.startsWith('[') ? `${at}${h}` : `${at}.${h}`))),
 ];
 
 export function createLogger(opts: { level?: string; destination?: NodeJS.WritableStream } = {}): Logger {

@@ -19,6 +19,7 @@ import { publicAgent, viewJson } from './agent-api.ts';
 import { isIn, summarize, type AgentOps } from './agent-ops.ts';
 import type { LiveSessions } from './live-sessions.ts';
 import { sendBounded } from '../http/ws-send.ts';
+import { watchLiveness } from '../http/ws-liveness.ts';
 
 const AUTH_TIMEOUT_MS = 10_000;
 const MAX_BAD_FRAMES = 10;
@@ -36,6 +37,8 @@ export interface AgentStreamOptions {
   readonly directory: AgentDirectory;
   readonly ops: AgentOps;
   readonly sessions: LiveSessions;
+  /** How often a desk socket is pinged (default: src/http/ws-liveness.ts); tests use less. */
+  readonly livenessMs?: number;
 }
 
 export function createAgentStream(o: AgentStreamOptions) {
@@ -60,6 +63,8 @@ export function createAgentStream(o: AgentStreamOptions) {
   wss.on('connection', (ws: WebSocket) => {
     const desk: Desk = { ws, bad: 0 };
     desks.add(desk);
+    // A desk gone without closing (a laptop asleep, a lost network) is dropped after a missed pong.
+    watchLiveness(ws, o.livenessMs);
     const timer = setTimeout(() => {
       if (desk.agent === undefined) ws.close(4401, 'auth required');
     }, AUTH_TIMEOUT_MS);

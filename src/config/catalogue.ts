@@ -4,6 +4,7 @@
  * `docs.test.ts` enforces); `Config` is derived from these declarations.
  */
 import type {
+
   FieldName,
   FixedSection,
   GroupValues,
@@ -14,6 +15,13 @@ import type {
 
 const NAME = /^[A-Za-z0-9_-]+$/;
 const NAME_DOC = "letters, digits, '-' and '_'";
+
+/**
+ * A push target: an http(s) URL without user:password@ (undici would drop the credentials without a word,
+ * and every POST would be refused by the receiver); pushes are authenticated with [push] signing-secret.
+ */
+const PUSH_URL = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
+const PUSH_URL_DOC = 'an http(s) URL without user:password@ (authenticate pushes with signing-secret)';
 
 export const FIXED_SECTIONS = {
   node: {
@@ -77,6 +85,10 @@ export const FIXED_SECTIONS = {
       'max-connections': {
         type: 'int', default: 10000, min: 0, max: 1000000,
         doc: 'Open TCP connections the listener accepts at once (keep-alive and WebSocket included); one more is closed at once. 0 = no cap.',
+      },
+      'ws-ping-interval': {
+        type: 'seconds', default: 10, min: 1, max: 300,
+        doc: 'WebSockets (desk, customer tab, node links) are pinged this often; one that missed the previous pong is closed (a peer gone without closing, an idle proxy timeout).',
       },
     },
   },
@@ -257,12 +269,12 @@ export const FIXED_SECTIONS = {
         doc: 'Enabled push types; Parley delivers customhttp. Without customhttp, notifications are dropped and logged, as in GMS.',
       },
       'customhttp.url': {
-        type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        type: 'string', default: '', pattern: PUSH_URL, patternDoc: PUSH_URL_DOC,
         doc: 'Where customhttp notifications are POSTed; required when pushEnabled has customhttp, except with [receiver] enabled: empty = the receiver of this process (parley start), on whatever port it listens.',
       },
       'customhttp.message': { type: 'string', default: '', doc: 'The message field of every customhttp notification.' },
       'debug.customhttp.url': {
-        type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        type: 'string', default: '', pattern: PUSH_URL, patternDoc: PUSH_URL_DOC,
         doc: 'URL used instead when the session asked for debug (GCTI_GMS_PushDebug); empty = customhttp.url.',
       },
       'debug.customhttp.message': { type: 'string', default: '', doc: 'Message used instead when the session asked for debug; empty = customhttp.message.' },
@@ -371,11 +383,11 @@ export const TEMPLATE_SECTIONS = {
     minCount: 0,
     options: {
       'customhttp.url': {
-        type: 'string', default: '', required: true, pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL',
+        type: 'string', default: '', required: true, pattern: PUSH_URL, patternDoc: PUSH_URL_DOC,
         doc: 'Where this provider POSTs.',
       },
       'customhttp.message': { type: 'string', default: '', doc: 'The message field for this provider.' },
-      'debug.customhttp.url': { type: 'string', default: '', pattern: /^https?:\/\/\S+$/, patternDoc: 'an http(s) URL', doc: 'Debug URL for this provider; empty = its customhttp.url.' },
+      'debug.customhttp.url': { type: 'string', default: '', pattern: PUSH_URL, patternDoc: PUSH_URL_DOC, doc: 'Debug URL for this provider; empty = its customhttp.url.' },
       'debug.customhttp.message': { type: 'string', default: '', doc: 'Debug message for this provider; empty = its customhttp.message.' },
     },
   },

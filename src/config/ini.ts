@@ -69,7 +69,9 @@ export function readIni(text: string): IniFile {
 
     const eq = text.indexOf('=');
     if (eq < 0) {
-      problems.push({ section, key: '', message: `expected "key = value", got "${text}"`, line });
+      // Only the line's first word: the rest may be a secret written with the wrong separator.
+      const head = /^[^\s:=]{1,64}/.exec(text)?.[0] ?? '';
+      problems.push({ section, key: '', message: `expected "key = value" in the line starting "${head}"`, line });
       return;
     }
     const key = text.slice(0, eq).trim();

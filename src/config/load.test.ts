@@ -40,6 +40,7 @@ describe('parseConfig defaults', () => {
       rateLimitPerSession: 0,
       rateLimitExempt: [],
       maxConnections: 10000,
+      wsPingIntervalMs: 10000,
     });
     expect(c.store).toEqual({ type: 'sqlite', path: './data/parley.db', synchronous: 'normal', url: '', poolSize: 16 });
     expect(c.fileTransfer).toEqual({
@@ -145,7 +146,7 @@ describe('problems', () => {
 
   it('reports syntax problems with the file and line', () => {
     const { message } = problemsOf(`${SERVICE}[http]\nport 8080\n`);
-    expect(message).toContain('p.ini [http]: expected "key = value", got "port 8080" (line 3)');
+    expect(message).toContain('p.ini [http]: expected "key = value" in the line starting "port" (line 3)');
   });
 
   it('checks app-dbid is digits', () => {
@@ -169,8 +170,8 @@ describe('push', () => {
     expect(bad.map((p) => `${p.section} ${p.key}`)).toEqual(['push pushEnabled', 'settings flex-push-content']);
     const notHttp = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\ncustomhttp.url=ftp://files.example/push\n[push.x]\ncustomhttp.url=javascript:alert(1)\n`).problems;
     expect(notHttp.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual([
-      'push customhttp.url: must be an http(s) URL, got "ftp://files.example/push"',
-      'push.x customhttp.url: must be an http(s) URL, got "javascript:alert(1)"',
+      'push customhttp.url: must be an http(s) URL without user:password@ (authenticate pushes with signing-secret), got "ftp://files.example/push"',
+      'push.x customhttp.url: must be an http(s) URL without user:password@ (authenticate pushes with signing-secret), got "javascript:alert(1)"',
     ]);
     const missing = problemsOf(`${SERVICE}[push]\npushEnabled=customhttp\n[receiver]\nenabled=false\n`).problems;
     expect(missing.map((p) => `${p.section} ${p.key}: ${p.message}`)).toEqual([

@@ -10,7 +10,8 @@ const TRUE = new Set(['true', 'yes', '1']);
 const FALSE = new Set(['false', 'no', '0']);
 
 function parseString(o: StringOption, raw: string): Parsed {
-  const shown = o.secret ? '' : `, got "${raw}"`;
+  // A URL's user:password@ is not repeated in an error (it ends up in logs).
+  const shown = o.secret ? '' : `, got "${raw.replace(/(\/\/)[^/@\s]*@/, '$1***@')}"`;
   if (raw === '') return o.required ? bad('must not be empty') : ok(raw);
   if (o.minLength !== undefined && raw.length < o.minLength) {
     return bad(`must be at least ${o.minLength} characters${o.secret ? '' : `, got ${raw.length}`}`);

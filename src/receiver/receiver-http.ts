@@ -20,6 +20,7 @@ import type { ChatReply } from './gateway-client.ts';
 import type { Receiver } from './receiver.ts';
 import { decodeSegmentOrNotFound, requestUrl } from '../http/request-url.ts';
 import { sendBounded } from '../http/ws-send.ts';
+import { watchLiveness } from '../http/ws-liveness.ts';
 
 export const RECEIVER_PREFIX = '/receiver/';
 const MAX_PUSH_BODY = 1024 * 1024;
@@ -36,6 +37,8 @@ export interface ReceiverHttpOptions {
    * moves files: the gateway exempts the receiver's own address, so browsers are limited here.
    */
   readonly limitClient?: (address: string) => void;
+  /** How often a browser socket is pinged (default: src/http/ws-liveness.ts); tests use less. */
+  readonly livenessMs?: number;
 }
 
 /**
@@ -58,7 +61,7 @@ function fail(res: ServerResponse, e: unknown): void {
 
 export function createReceiverHttp(o: ReceiverHttpOptions) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME });
-  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => browserSocket(ws, o.receiver, () => o.limitClient?.(req.socket.remoteAddress ?? '')));
+  wss.on('connection', (ws: WebSocket, req: IncomingMessage) => browserSocket(ws, o.receiver, () => o.limitClient?.(req.socket.remoteAddress ?? ''), o.livenessMs));
 
   async function push(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const raw = await readBody(req, MAX_PUSH_BODY);
@@ -142,7 +145,9 @@ type TabFrame = { type: string; events?: Array<{ index: number }>; chatEnded?: b
 /** Frames of one tab waiting to be handled, at most. */
 const MAX_QUEUED_FRAMES = 64;
 
-function browserSocket(ws: WebSocket, receiver: Receiver, limit: () => void): void {
+function browserSocket(ws: WebSocket, receiver: Receiver, limit: () => void, livenessMs?: number): void {
+  // A tab gone without closing (a phone out of coverage, a laptop asleep) is dropped after a missed pong.
+  watchLiveness(ws, livenessMs);
   let token: string | undefined;
   let detach: (() => void) | undefined;
   let bad = 0;

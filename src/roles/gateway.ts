@@ -48,7 +48,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
   if (config.chat.enableNotificationMode) {
     delivery = new HttpDelivery({ timeoutMs: config.push.requestTimeoutMs, connectionsPerOrigin: config.push.maxConcurrency, allow: parseAllowList(config.push.allowedNetworks) });
     const provider = createCustomHttpNode({ nodeId: gatewayId, config, delivery, clock, log: log.child({ component: 'customhttp' }) });
-    links = new NotificationLinks(directory, provider, { token: config.node.internalToken, nodeId: gatewayId }, log);
+    links = new NotificationLinks(directory, provider, { token: config.node.internalToken, nodeId: gatewayId, livenessMs: config.http.wsPingIntervalMs }, log);
     links.run();
   }
   const http = await listen(config.http, (req, res) => {

@@ -47,6 +47,7 @@ export function createReceiverRole(
     maxFileSize: config.fileTransfer.uploadMaxFileSize,
     log,
     limitClient: (address) => checkRate(limits, address, undefined),
+    livenessMs: config.http.wsPingIntervalMs,
   });
   if (opts.autoRun ?? true) {
     receiver.run();
