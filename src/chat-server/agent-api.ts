@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ParleyError, publicAdvice, toParleyError } from '../errors.ts';
 import { readBody } from '../http/body.ts';
+import { clientKey } from '../http/client-key.ts';
 import { RateLimiter } from '../http/rate-limit.ts';
 import { sendDownload, sendJson } from '../http/respond.ts';
 import type { AgentAccount, AgentDirectory } from './agent-directory.ts';
@@ -67,7 +68,8 @@ export function createAgentApi(o: AgentApiOptions) {
       if (parts[0] === 'login' && parts.length === 1) {
         if (method !== 'POST') throw notAllowed('POST');
         const body = await jsonBody(req);
-        const address = req.socket.remoteAddress ?? '';
+        // Counted per client (an IPv6 client by its /64), not per address it can change at will.
+        const address = clientKey(req.socket.remoteAddress ?? '');
         if (!failedLogins.allows(address, Date.now())) throw new ParleyError('RATE_LIMITED', 'Too many failed sign-ins from this address; retry later.');
         let t: ReturnType<AgentDirectory['signIn']>;
         try {

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClientIdentity, ClientOperation } from '../chat-server/client-ops.ts';
 import { parsePosition, type Position } from '../chat/transcript.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
+import { clientKey } from '../http/client-key.ts';
 import { ParleyError, toParleyError } from '../errors.ts';
 import type { Form } from '../http/form.ts';
 import { headerValue } from '../http/headers.ts';
@@ -171,7 +172,7 @@ export function checkRate(r: ChatApiRateLimits | undefined, client: string | und
   const now = r.now();
   if (client !== undefined) {
     const address = client.startsWith('::ffff:') ? client.slice(7) : client;
-    if (!r.exempt.has(address) && !r.perClient.take(address, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests from this client; retry later.');
+    if (!r.exempt.has(address) && !r.perClient.take(clientKey(address), now)) throw new ParleyError('RATE_LIMITED', 'Too many requests from this client; retry later.');
   }
   if (sessionKey !== undefined && !r.perSession.take(sessionKey, now)) throw new ParleyError('RATE_LIMITED', 'Too many requests on this chat session; retry later.');
 }

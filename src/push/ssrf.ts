@@ -56,7 +56,7 @@ function parseV6(s: string): Bytes {
 const MAPPED_PREFIX = Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
 /** The bytes of an IP literal (zone index dropped, mapped v4 unwrapped), or undefined when not one. */
-function addressBytes(address: string): Bytes | undefined {
+export function addressBytes(address: string): Bytes | undefined {
   const bare = address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
   const kind = isIP(bare);
   if (kind === 4) return parseV4(bare);
