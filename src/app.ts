@@ -20,6 +20,7 @@ import { createCustomHttpNode } from './gateway/customhttp.ts';
 import { handleCors } from './http/cors.ts';
 import { sendJson } from './http/respond.ts';
 import { sendMetrics } from './metrics.ts';
+import { failureLogger } from './http/failure-log.ts';
 import { HttpDelivery } from './push/http-delivery.ts';
 import { parseAllowList } from './push/ssrf.ts';
 import { buildPage, servePage, type Page } from './web/assets.ts';
@@ -95,11 +96,9 @@ export async function buildApp(config: Config, deps: AppDeps, opts: AppOptions =
     services: new Set(config.services.keys()),
     apiKey: config.http.apiKey,
     limits: { maxBodySize: config.http.maxBodySize, maxFieldLength: config.http.maxFieldLength, maxFileSize: config.fileTransfer.uploadMaxFileSize },
-    onError: (err) => {
-      if (err.spec.http >= 500 && err.code !== 'UNAVAILABLE') log.error({ err, code: err.code, cause: err.cause }, 'chat api request failed');
-    },
+    onError: failureLogger(log, 'chat api request failed'),
   });
-  const agentApi = createAgentApi({ directory: node.agents, ops: node.agentOps });
+  const agentApi = createAgentApi({ directory: node.agents, ops: node.agentOps, onError: failureLogger(log, 'agent api request failed') });
   const agentStream = createAgentStream({
     clock: deps.clock,
     directory: node.agents,

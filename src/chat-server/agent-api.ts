@@ -18,6 +18,8 @@ const MAX_AGENT_BODY = 256 * 1024;
 export interface AgentApiOptions {
   readonly directory: AgentDirectory;
   readonly ops: AgentOps;
+  /** Told of every failed request (for the log). */
+  readonly onError?: (err: ParleyError) => void;
 }
 
 export function bearer(req: IncomingMessage): string | undefined {
@@ -120,6 +122,7 @@ export function createAgentApi(o: AgentApiOptions) {
       return sendJson(res, 200, viewJson(await action(o.ops, agent, chatId, parts[2] ?? '', body)));
     } catch (e) {
       const err = toParleyError(e);
+      o.onError?.(err);
       const allow = err.details?.['allow'];
       sendJson(res, err.spec.http, { error: { code: err.code, message: publicAdvice(err) } }, typeof allow === 'string' ? { allow } : {});
     }

@@ -58,7 +58,8 @@ export class Kpi {
     const n = this.o.metrics.pushNotifications;
     const c = this.o.sessions.counts();
     return {
-      status: 'ok',
+      // The last store probe failed: requests that need the store fail too (the figures are this node's memory).
+      status: this.storeLatencyMs < 0 ? 'store-unavailable' : 'ok',
       app_dbid: this.o.alias,
       process_os_pid: process.pid,
       start_time: this.startedAt,

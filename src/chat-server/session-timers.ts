@@ -14,6 +14,7 @@ import { clientDisconnect } from '../chat/session.ts';
 import type { Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import { DueIndex } from '../lib/due-index.ts';
 import type { LiveSessions } from './live-sessions.ts';
 
@@ -36,6 +37,7 @@ export class SessionTimers {
   /** The time of the live index entry per kind and chat. */
   private readonly scheduled: Record<Kind, Map<string, number>> = { idle: new Map(), disconnect: new Map(), route: new Map() };
   private readonly lastRequest = new Map<string, number>();
+  private readonly failures = new LogThrottle();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -117,7 +119,10 @@ export class SessionTimers {
             this.lastRequest.delete(chatId);
             continue;
           }
-          this.log.warn({ err, chatId, kind }, 'session timer failed; retrying in 5 s');
+          // A store outage fails every due timer: one line per cause every 10 s, not one per chat every 5 s.
+          this.failures.log(`${kind} ${(err as Error).message}`, (suppressed) =>
+            this.log.warn({ err, chatId, kind, ...(suppressed > 0 ? { suppressed } : {}) }, 'session timer failed; retrying in 5 s'),
+          );
           this.ensure(kind, chatId, now + 5000);
         }
       }
@@ -138,8 +143,8 @@ export class SessionTimers {
       if (kind === 'disconnect') {
         const due = (this.lastRequest.get(chatId) ?? now) + this.disconnectAfter(s);
         if (due > now) return this.ensure('disconnect', chatId, due);
-        this.log.info({ chatId }, 'client disconnected: no request within the flex timeout');
         await this.sessions.commit(entry, clientDisconnect(s, now));
+        this.log.info({ chatId }, 'client disconnected: no request within the flex timeout');
         return;
       }
       const next = nextIdleAction(s, this.settings.idle);

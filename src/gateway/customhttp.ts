@@ -13,6 +13,7 @@ import type { GatewayNode } from '../push/gateway-registry.ts';
 import type { HttpDelivery } from '../push/http-delivery.ts';
 import { classifyAttempt } from '../push/retry-policy.ts';
 import { signWebhook } from '../push/signing.ts';
+import { LogThrottle } from '../log-throttle.ts';
 
 export interface CustomHttpNodeOptions {
   readonly nodeId: string;
@@ -53,10 +54,21 @@ export function includePayload(config: CustomHttpNodeOptions['config'], n: Notif
   return config.chat.pushNotificationIncludePayload;
 }
 
+/** A push URL as logged: scheme, host and path (a query may carry a token). */
+function urlForLog(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
 export function createCustomHttpNode(o: CustomHttpNodeOptions): GatewayNode {
   const { config } = o;
   const enabled = config.push.pushEnabled.includes('customhttp');
   const secret = config.push.signingSecret;
+  const logs = new LogThrottle();
   return {
     nodeId: o.nodeId,
     group: config.gateway.nodeGroup,
@@ -78,9 +90,15 @@ export function createCustomHttpNode(o: CustomHttpNodeOptions): GatewayNode {
       if (secret !== '') Object.assign(headers, signWebhook(secret, n.id, Math.floor(o.clock.now() / 1000), body));
       const result = await o.delivery.post(target.url, body, headers);
       const outcome = classifyAttempt(result, o.clock.now());
-      if (outcome.kind !== 'delivered') {
-        o.log.info({ chatId: n.chatId, notificationId: n.id, attempt: n.attempts + 1, outcome }, 'customhttp push not delivered');
-      }
+      if (outcome.kind === 'delivered') return outcome;
+      // Which URL failed (main, debug or a provider's), once per 10 s per URL and reason, with a count.
+      const where = urlForLog(target.url);
+      logs.log(`${where} ${outcome.reason}`, (suppressed) =>
+        o.log.info(
+          { chatId: n.chatId, notificationId: n.id, attempt: n.attempts + 1, url: where, outcome, ...(suppressed > 0 ? { suppressed } : {}) },
+          'customhttp push not delivered',
+        ),
+      );
       return outcome;
     },
   };

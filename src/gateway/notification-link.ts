@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts';
 import type { GatewayNode } from '../push/gateway-registry.ts';
 import type { NodeRecord } from '../store/port.ts';
 import { watchLiveness } from '../http/ws-liveness.ts';
+import { LogThrottle } from '../log-throttle.ts';
 
 /** Which process of a node a link was opened to: a node registered again (restarted, moved) gets a new link. */
 function incarnation(n: NodeRecord): string {
@@ -20,6 +21,7 @@ function incarnation(n: NodeRecord): string {
 export class NotificationLinks {
   private readonly sockets = new Map<string, { ws: WebSocket; incarnation: string }>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly failures = new LogThrottle(60_000);
 
   constructor(
     private readonly nodes: NodeDirectory,
@@ -55,7 +57,13 @@ export class NotificationLinks {
         if (this.sockets.get(node.appDbid)?.ws === ws) this.sockets.delete(node.appDbid);
       });
       ws.on('error', (err) => {
-        this.log.debug({ node: node.appDbid, err: err.message }, 'notification link failed');
+        // Without a link, the node's pushes for this gateway's group wait ("no gms node found"): worth a warning.
+        this.failures.log(`${node.appDbid} ${err.message}`, (suppressed) =>
+          this.log.warn(
+            { node: node.appDbid, url: node.url, err: err.message, ...(suppressed > 0 ? { suppressed } : {}) },
+            'notification link to a chat server node failed (a wrong [node] internal-token is refused this way too)',
+          ),
+        );
         ws.terminate();
       });
     }

@@ -17,7 +17,6 @@ import type { NodeDirectory } from '../cluster/node-directory.ts';
 import { ERRORS, ParleyError, type ErrorCode } from '../errors.ts';
 import { createRandomIds, type IdSource } from '../ids.ts';
 import type { NodeRecord } from '../store/port.ts';
-import type { Logger } from '../log.ts';
 import type { NodeLink } from './node-link.ts';
 
 const ATTEMPTS = 4;
@@ -38,7 +37,7 @@ export class RemoteNodeLink implements NodeLink {
 
   constructor(
     private readonly nodes: NodeDirectory,
-    private readonly opts: { token: string; timeoutMs: number; ids?: Pick<IdSource, 'chatId'>; log?: Logger },
+    private readonly opts: { token: string; timeoutMs: number; ids?: Pick<IdSource, 'chatId'> },
   ) {
     this.ids = opts.ids ?? createRandomIds();
   }
@@ -144,8 +143,9 @@ export class RemoteNodeLink implements NodeLink {
     const code = (body.error?.code ?? 'INTERNAL') as ErrorCode;
     // The node refused this gateway ([node] internal-token): the deployment's fault, not the customer's.
     if (code === 'API_KEY_REQUIRED') {
-      this.opts.log?.error({ node: node.appDbid, url: node.url }, 'chat server node refused the gateway: check [node] internal-token on both');
-      throw new ParleyError('UNAVAILABLE', 'The chat server is not available; retry later.');
+      // The cause goes to the gateway's log (once per 10 s: src/http/failure-log.ts), not to the customer.
+      const cause = new Error(`chat server node ${node.appDbid} (${node.url}) refused the gateway: check [node] internal-token on both`);
+      throw new ParleyError('UNAVAILABLE', 'The chat server is not available; retry later.', { cause });
     }
     throw new ParleyError(code in ERRORS ? code : 'INTERNAL', body.error?.message, body.error?.details === undefined ? undefined : { details: body.error.details });
   }

@@ -27,6 +27,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store/port.ts';
 import { DueIndex } from '../lib/due-index.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { GatewayRegistry } from './gateway-registry.ts';
 
 export interface PushEngineDeps {
@@ -40,6 +41,7 @@ export interface PushEngineDeps {
 }
 
 const TICK_MS = 100;
+const NO_GMS_NODE = 'no gms node found in group';
 
 export class PushEngine {
   private readonly active = new Map<string, Notification>();
@@ -57,6 +59,8 @@ export class PushEngine {
   private readonly later = new DueIndex();
   private timer: NodeJS.Timeout | undefined;
   private readonly pendingKicks = new Set<'microtask' | 'immediate'>();
+  /** Failures of many notifications for one cause (a receiver down) are logged once per 10 s, with a count. */
+  private readonly logs = new LogThrottle();
   private running = false;
 
   constructor(private readonly d: PushEngineDeps) {
@@ -261,12 +265,18 @@ export class PushEngine {
     if (decision !== 'send') return this.finish(decision);
     const node = this.d.registry.pick(n.subscription.nodeGroup, n.chatId);
     if (node === undefined) {
-      this.d.log.warn(
-        { chatId: n.chatId, notificationId: n.id, group: n.subscription.nodeGroup },
-        `push-flex: could not send notification - no gms node found in group=${n.subscription.nodeGroup}`,
-      );
-      this.d.metrics.pushNotifications.inc({ event: 'parked' });
-      return this.update(park(n, 'no gms node found in group'));
+      // Counted and logged when the notification is parked, not again at each later try (after activity).
+      if (n.lastError !== NO_GMS_NODE) {
+        this.d.metrics.pushNotifications.inc({ event: 'parked' });
+        const group = n.subscription.nodeGroup;
+        this.logs.log(`parked ${group}`, (suppressed) =>
+          this.d.log.warn(
+            { chatId: n.chatId, notificationId: n.id, group, ...(suppressed > 0 ? { suppressed } : {}) },
+            `push-flex: could not send notification - no gms node found in group=${group}`,
+          ),
+        );
+      }
+      return this.update(park(n, NO_GMS_NODE));
     }
     let outcome: DeliveryOutcome;
     try {
@@ -289,7 +299,12 @@ export class PushEngine {
   private finish(n: Notification): void {
     if (n.state === 'failed') {
       this.d.metrics.pushNotifications.inc({ event: 'failed' });
-      this.d.log.warn({ chatId: n.chatId, notificationId: n.id, attempts: n.attempts, reason: n.lastError }, 'push notification failed');
+      this.logs.log(`failed ${n.lastError ?? ''}`, (suppressed) =>
+        this.d.log.warn(
+          { chatId: n.chatId, notificationId: n.id, attempts: n.attempts, reason: n.lastError, ...(suppressed > 0 ? { suppressed } : {}) },
+          'push notification failed',
+        ),
+      );
     }
     this.untrack(n);
     this.persist([n]);

@@ -137,7 +137,7 @@ describe('parked notifications, engine level', () => {
     expect(await count('failed')).toBe(0);
   });
 
-  it('the node leaving right after it joined: parked again (logged again), then failed once at deliveryWindowEnd', async () => {
+  it('the node leaving right after it joined: parked again (counted and logged once), then failed once at deliveryWindowEnd', async () => {
     const { engine, clock, saved, count, join, delivered, log, later } = setup();
     engine.add([notification('flap', { resend: true })]);
     await engine.tick();
@@ -145,8 +145,9 @@ describe('parked notifications, engine level', () => {
     leave();
     await engine.tick();
     expect(delivered).toEqual([]);
-    expect(log.lines.filter(noNode)).toHaveLength(2);
-    expect(await count('parked')).toBe(2);
+    // A notification is counted and logged as parked once, however often it is tried and parked again.
+    expect(log.lines.filter(noNode)).toHaveLength(1);
+    expect(await count('parked')).toBe(1);
     expect(engine.depth).toBe(1);
     // Two index entries for the same expiry, one per parking.
     expect(later().size).toBe(2);
@@ -168,7 +169,8 @@ describe('parked notifications, engine level', () => {
       engine.activity('c-busy');
       await engine.tick();
     }
-    expect(log.lines.filter(noNode)).toHaveLength(51);
+    expect(log.lines.filter(noNode)).toHaveLength(1);
+    expect(await count('parked')).toBe(1);
     expect(later().size).toBe(51);
     clock.set(PARKED_UNTIL);
     await engine.tick();

@@ -77,6 +77,9 @@ export class HealthWatch {
         s.reportedDown = true;
         this.log.warn({ url, alias: s.alias, failures: s.failures, err: (err as Error).message }, 'chat server node unreachable');
         this.onNodeLost(s.alias, 'unreachable');
+      } else if (s.alias === undefined && s.failures === this.opts.failures) {
+        // Never answered (a typo in health-urls, a node not started): said once, as nothing is watched there.
+        this.log.warn({ url, failures: s.failures, err: (err as Error).message }, 'chat server health URL has not answered yet');
       }
       return;
     }

@@ -18,6 +18,7 @@ import type { ChatEvent } from '../chat/types.ts';
 import { ERROR_CODES, ERRORS, ParleyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DueIndex } from '../lib/due-index.ts';
+import { LogThrottle } from '../log-throttle.ts';
 import type { CachedSession, TokenCache } from './token-cache.ts';
 import type { ChatReply, GatewayClient } from './gateway-client.ts';
 
@@ -68,6 +69,7 @@ export class Receiver {
   private readonly refreshing = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private readonly failures = new Map<string, number>();
+  private readonly failureLogs = new LogThrottle();
   private readonly pings = new DueIndex();
   private readonly seenPushes = new Set<string>();
   /**
@@ -327,7 +329,10 @@ export class Receiver {
       const n = (this.failures.get(token) ?? 0) + 1;
       this.failures.set(token, n);
       const wait = RETRY_MS[Math.min(n, RETRY_MS.length) - 1] ?? 60_000;
-      this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message }, 'refresh failed; retrying');
+      // A gateway outage fails every cached session's ping: one line per cause every 10 s, with a count.
+      this.failureLogs.log((err as Error).message, (suppressed) =>
+        this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message, ...(suppressed > 0 ? { suppressed } : {}) }, 'refresh failed; retrying'),
+      );
       // Re-read: the failure may have been the chat's end, which removed it from the running sessions.
       const current = this.cache.byBrowserToken(token);
       if (current !== undefined && !current.ended) this.schedulePing(current, this.clock.now() + wait);

@@ -4,6 +4,7 @@
  * enable_notification_mode it keeps a notification socket to every node and delivers their flex-push
  * notifications through its customhttp provider.
  */
+import { failureLogger } from '../http/failure-log.ts';
 import { hostname } from 'node:os';
 import { systemClock, type Clock } from '../clock.ts';
 import { NodeDirectory } from '../cluster/node-directory.ts';
@@ -30,7 +31,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
   const directory = new NodeDirectory(store, clock, { deadAfterMs: config.node.deadAfterMs, pollMs: 1000 }, log);
   await directory.refresh();
   directory.run();
-  const link = new RemoteNodeLink(directory, { token: config.node.internalToken, timeoutMs: 15_000, log: log.child({ component: 'node-link' }) });
+  const link = new RemoteNodeLink(directory, { token: config.node.internalToken, timeoutMs: 15_000 });
   const metrics = createMetrics();
   const chatApi = createChatApi({
     node: link,
@@ -38,9 +39,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
     services: new Set(config.services.keys()),
     apiKey: config.http.apiKey,
     limits: { maxBodySize: config.http.maxBodySize, maxFieldLength: config.http.maxFieldLength, maxFileSize: config.fileTransfer.uploadMaxFileSize },
-    onError: (err) => {
-      if (err.spec.http >= 500 && err.code !== 'UNAVAILABLE') log.error({ err, code: err.code }, 'chat api request failed');
-    },
+    onError: failureLogger(log, 'chat api request failed'),
   });
   const gatewayId = `gms-${hostname()}-${process.pid}`;
   let delivery: HttpDelivery | undefined;
