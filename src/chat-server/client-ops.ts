@@ -99,13 +99,27 @@ export interface ClientOpsDeps {
 }
 
 export class ClientOps {
+  /** Request Chats with a retry key still running, by chat id and request id. */
+  private readonly opening = new Map<string, Promise<ClientReply>>();
+
   constructor(private readonly d: ClientOpsDeps) {}
 
   async requestChat(serviceName: string, input: RequestChatInput, retry?: RetryKey): Promise<ClientReply> {
-    if (retry !== undefined) {
-      const done = await this.openedBy(retry);
-      if (done !== undefined) return done;
+    if (retry === undefined) return this.admitAndOpen(serviceName, input, undefined);
+    // The same call arriving again while its first attempt still runs here: answered with that attempt's chat.
+    const key = `${retry.chatId} ${retry.requestId}`;
+    const running = this.opening.get(key);
+    if (running !== undefined) return running;
+    const attempt = (async () => (await this.openedBy(retry)) ?? this.admitAndOpen(serviceName, input, retry))();
+    this.opening.set(key, attempt);
+    try {
+      return await attempt;
+    } finally {
+      this.opening.delete(key);
     }
+  }
+
+  private async admitAndOpen(serviceName: string, input: RequestChatInput, retry: RetryKey | undefined): Promise<ClientReply> {
     const subscription = this.subscription(input.userData ?? {});
     const release = this.d.admit?.(subscription !== undefined);
     try {

@@ -142,6 +142,8 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   // A cluster node starting again under its app dbid takes a new epoch for what it owns (see renewOwnership).
   if (opts.loadScope === 'owned') await deps.store.renewOwnership(alias);
   await sessions.loadOpen(opts.loadScope, (session) => t.track(session));
+  // A node restarted at its limit knows it is full before the first change.
+  admission.observe();
   await push.load(opts.loadScope === 'owned' ? alias : undefined);
 
   const client = new ClientOps({
