@@ -145,7 +145,8 @@ function renderHeader(): void {
     el.title.textContent = 'Chat ended';
   } else if (names.length > 0) {
     el.title.textContent = `Chatting with ${names.join(' and ')}`;
-    el.avatar.textContent = (names[0] ?? '?').trim().charAt(0).toUpperCase();
+    // The first whole character (an emoji is two UTF-16 units; a flag or a family even more).
+    el.avatar.textContent = firstCharacter((names[0] ?? '?').trim()).toUpperCase();
   } else {
     el.title.textContent = everJoined ? 'Waiting for another agent…' : 'Waiting for an agent…';
     el.avatar.classList.add('waiting');
@@ -158,6 +159,16 @@ function renderTyping(): void {
   const line = typingLine(names);
   el.typingText.textContent = line;
   el.typing.classList.toggle('on', line !== '');
+}
+
+/** The first grapheme of a text (Intl.Segmenter), or its first code point where that is missing. */
+function firstCharacter(s: string): string {
+  const Segmenter = (Intl as { Segmenter?: new (l?: string, o?: { granularity: 'grapheme' }) => { segment(t: string): Iterable<{ segment: string }> } }).Segmenter;
+  if (Segmenter !== undefined) {
+    for (const g of new Segmenter(undefined, { granularity: 'grapheme' }).segment(s)) return g.segment;
+    return '';
+  }
+  return [...s][0] ?? '';
 }
 
 function announce(text: string): void {
@@ -181,6 +192,7 @@ function persist(): void {
     ended: state.ended,
     events: state.convo.events,
     outbox: state.pending.filter((p) => p.state === 'queued').map((p) => p.text),
+    unsent: state.pending.filter((p) => p.state !== 'queued').map((p) => p.text),
   });
 }
 
@@ -292,6 +304,8 @@ function fail(p: Pending, why: string, canRetry = true): void {
   const discard = h('button', { type: 'button', class: 'link-button' }, 'Discard');
   discard.addEventListener('click', () => drop(p));
   p.status.replaceChildren(why, ' ', ...(canRetry ? [retry, ' · '] : []), discard);
+  // The status line is not a live region: say it, as agent messages and the chat's end are said.
+  announce(`Your message was not sent: ${why}`);
   persist();
 }
 
@@ -307,7 +321,9 @@ function drop(p: Pending): void {
 function confirmOwn(e: ChatEvent): void {
   const text = norm(e.text ?? '');
   const sent = state.pending.filter((p) => p.state !== 'queued');
-  const p = sent.find((x) => norm(x.text) === text) ?? sent[0];
+  // Only a bubble with this very text: another tab's own message must not take away this tab's (a failed
+  // one with its Retry). Without a match, this was sent from another tab and there is nothing to remove.
+  const p = sent.find((x) => x.state !== 'failed' && norm(x.text) === text) ?? sent.find((x) => norm(x.text) === text);
   if (p === undefined) return;
   if (p.timer !== undefined) clearTimeout(p.timer);
   p.li.remove();
@@ -647,6 +663,9 @@ function boot(): void {
   showView('chat');
   addEvents(saved.events, false);
   for (const text of saved.outbox) dispatch(queueMessage(text));
+  // Not confirmed before the reload: shown as not sent, for the customer to retry (or confirmed by the
+  // chat's events if the first try did arrive).
+  for (const text of saved.unsent) fail(queueMessage(text), 'Not confirmed before the page was reloaded.');
   renderHeader();
   if (saved.ended) {
     setEnded();

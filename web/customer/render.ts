@@ -37,7 +37,7 @@ function message(e: ChatEvent): HTMLLIElement {
     return item(
       e,
       `notice ${warn ? 'warn' : ''}`.trim(),
-      h('p', { class: 'notice-text' }, linkified(e.text ?? '')),
+      h('p', { class: 'notice-text', dir: 'auto' }, linkified(e.text ?? '')),
       h('p', { class: 'meta' }, `${author(e)} · `, timeOf(e.utcTime)),
     );
   }
@@ -45,7 +45,8 @@ function message(e: ChatEvent): HTMLLIElement {
     e,
     `msg ${side(e)}`,
     h('p', { class: 'meta' }, h('span', { class: 'who' }, author(e)), ' ', timeOf(e.utcTime)),
-    h('div', { class: 'bubble' }, linkified(e.text ?? '')),
+    // dir=auto: each message takes the direction of its own text (Arabic, Hebrew right to left).
+    h('div', { class: 'bubble', dir: 'auto' }, linkified(e.text ?? '')),
   );
 }
 

@@ -20,6 +20,12 @@ export interface SavedChat {
   readonly events: readonly ChatEvent[];
   /** Messages written while offline, sent when the connection is back. */
   readonly outbox: readonly string[];
+  /**
+   * Messages handed to a connection without an answer yet, or that failed: after a reload they are shown
+   * as not sent (with Retry), never sent again by themselves (the first try may have arrived: the chat's
+   * events then confirm them).
+   */
+  readonly unsent: readonly string[];
 }
 
 function isEvent(e: unknown): e is ChatEvent {
@@ -48,6 +54,7 @@ export function loadChat(storage: Storage = localStorage): SavedChat | undefined
       ended: v.ended === true,
       events: Array.isArray(v.events) ? v.events.filter(isEvent) : [],
       outbox: Array.isArray(v.outbox) ? v.outbox.filter((t): t is string => typeof t === 'string') : [],
+      unsent: Array.isArray(v.unsent) ? v.unsent.filter((t): t is string => typeof t === 'string') : [],
     };
   } catch {
     return undefined;
@@ -61,7 +68,7 @@ export function saveChat(chat: SavedChat, storage: Storage = localStorage): void
   } catch {
     // Storage full or disabled: keep at least the token and position, which a resume needs.
     try {
-      storage.setItem(STORAGE_KEY, JSON.stringify({ ...chat, events: [], outbox: [] }));
+      storage.setItem(STORAGE_KEY, JSON.stringify({ ...chat, events: [], outbox: [], unsent: [] }));
     } catch {
       /* private mode without storage: the chat lives as long as the tab */
     }
