@@ -125,12 +125,12 @@ describe('agent desk: a shift', () => {
     expect(errors).toEqual([]);
   });
 
-  // KNOWN, not fixed yet (found by a review on 2026-11-23; see the issue-8 note): web/desk/app.ts:337-338 (onFrame 'sync' → mergeEvents(..., live = false)) and app.ts:286-290 (chats
+  // Regression test (this was a bug, now fixed). Was: web/desk/app.ts:337-338 (onFrame 'sync' → mergeEvents(..., live = false)) and app.ts:286-290 (chats
   // without a loaded transcript are not caught up at all): customer messages that arrived while the desk was
   // offline in a chat the agent is NOT looking at raise no unread badge and no screen-reader announcement,
   // although the same message arriving live does (noteUnseen). docs/agent-api.md "Reconnects: ... nothing is
   // lost". Right: after the catch-up the other chat shows "1 unread" just as it would without the blip.
-  it.fails('marks a message that came in during a network blip as unread in the chat the agent is not looking at', async () => {
+  it('marks a message that came in during a network blip as unread in the chat the agent is not looking at', async () => {
     const a = await customer('Ada', 'First');
     const b = await customer('Ben', 'Second');
     const { page, errors } = await openDesk();

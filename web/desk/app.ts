@@ -270,8 +270,16 @@ function prune(): void {
   }
 }
 
+/**
+ * Chats caught up after a reconnect: their sync answers are taken like live events (unread counts and
+ * announcements), since they are what the agent missed.
+ */
+const catchingUp = new Set<string>();
+
 function applyOverview(o: Overview): void {
   const before = new Set(lists.waiting);
+  // What the desk had seen of its chats before this overview (after a reconnect: what it may have missed).
+  const seen = new Map(lists.mine.map((id) => [id, chats.get(id)?.summary.lastIndex ?? 0] as const));
   lists.waiting = [];
   lists.mine = [];
   lists.workbin = [];
@@ -282,11 +290,18 @@ function applyOverview(o: Overview): void {
   const fresh = lists.waiting.filter((id) => !before.has(id)).length;
   if (overviews++ > 0 && fresh > 0) announce(`${fresh} new ${fresh === 1 ? 'chat' : 'chats'} in the queue.`);
   else if (overviews === 1 && lists.waiting.length > 0) announce(`${lists.waiting.length} ${lists.waiting.length === 1 ? 'chat' : 'chats'} waiting in the queue.`);
-  // Catch up every transcript the desk holds, from the first event it has not seen.
+  // Catch up every transcript the desk holds, from the first event it has not seen; and my chats whose
+  // transcript it never loaded but that moved meanwhile (for their unread count).
   for (const [id, e] of chats) {
-    if (e.transcript === undefined) continue;
+    if (e.transcript === undefined) {
+      const had = seen.get(id);
+      if (had !== undefined && listOf(id) === 'mine' && e.summary.lastIndex > had && socket.send({ type: 'sync', chatId: id, from: had + 1 })) catchingUp.add(id);
+      continue;
+    }
     if (listOf(id) !== undefined) {
-      if (!socket.send({ type: 'sync', chatId: id, from: e.transcript.contiguous + 1 })) void loadTranscript(id);
+      if (socket.send({ type: 'sync', chatId: id, from: e.transcript.contiguous + 1 })) {
+        if (overviews > 1) catchingUp.add(id);
+      } else void loadTranscript(id);
     } else if (e.summary.state !== 'ended') {
       void refreshSummary(id);
     }
@@ -335,7 +350,7 @@ function onFrame(f: ServerFrame): void {
       mergeEvents(f.chat, f.events, true);
       return;
     case 'sync':
-      mergeEvents(f.chat, f.events, false);
+      mergeEvents(f.chat, f.events, catchingUp.delete(f.chat.chatId));
       return;
     case 'error':
       // A sync of a chat that is no longer readable, or a stray frame: nothing to show.
