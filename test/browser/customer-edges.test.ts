@@ -8,6 +8,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
+import { msg, openCustomerPage, startChat, watch } from './customer-page.ts';
 import { launchChromium } from './chromium.ts';
 
 let srv: TestServer;
@@ -62,34 +63,8 @@ afterAll(async () => {
   await srv?.close();
 });
 
-function watch(errors: string[], page: Page): Page {
-  page.setDefaultTimeout(8000);
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text());
-  });
-  return page;
-}
-
 async function openCustomer(errors: string[]): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 760 }, acceptDownloads: true });
-  contexts.push(context);
-  const page = watch(errors, await context.newPage());
-  await page.goto(`${srv.url}/chat/`);
-  return { context, page };
-}
-
-async function startChat(page: Page, name: string, subject: string): Promise<string> {
-  await page.locator('#name').fill(name);
-  await page.locator('#subject').fill(subject);
-  await page.locator('#start-submit').click();
-  await page.locator('#conn.conn-live').waitFor();
-  const saved = JSON.parse((await page.evaluate(`localStorage.getItem('parley.chat')`)) as string) as { chatId: string };
-  return saved.chatId;
-}
-
-function msg(page: Page, text: string) {
-  return page.locator('#transcript li').filter({ hasText: text });
+  return openCustomerPage(browser, srv.url, contexts, errors);
 }
 
 function js<T>(page: Page, expression: string): Promise<T> {

@@ -7,6 +7,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { ChatClient, postForm, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
+import { item, js, message, openDeskPage, signIn, type Desk } from './desk-page.ts';
 import { launchChromium } from './chromium.ts';
 
 const ASYNC = 'async-support';
@@ -39,43 +40,8 @@ async function customer(nickname: string, subject: string, service?: string): Pr
   return c;
 }
 
-interface Desk {
-  readonly page: Page;
-  readonly errors: string[];
-}
-
 async function openDesk(): Promise<Desk> {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(8000);
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  await page.goto(`${srv.url}/desk/`);
-  return { page, errors };
-}
-
-async function signIn(page: Page, agentId: string, password: string): Promise<void> {
-  await page.locator('#agent-id').fill(agentId);
-  await page.locator('#password').fill(password);
-  await page.locator('#signin-submit').click();
-  await page.locator('#desk').waitFor();
-  await page.locator('#conn.conn-live').waitFor();
-}
-
-function item(page: Page, list: 'queue' | 'mine' | 'workbin', chatId: string) {
-  return page.locator(`#${list}-list [data-chat-id="${chatId}"]`);
-}
-
-function message(page: Page, text: string) {
-  return page.locator('.transcript .msg').filter({ hasText: text });
-}
-
-function js<T>(page: Page, expression: string): Promise<T> {
-  return page.evaluate(expression) as Promise<T>;
+  return openDeskPage(browser, srv.url, contexts);
 }
 
 async function indexes(page: Page): Promise<number[]> {

@@ -10,6 +10,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, ChatClient, openAgentSocket, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
 import { launchChromium, SCREENSHOTS } from './chromium.ts';
+import { item, js, message, openDeskPage, signIn, type Desk } from './desk-page.ts';
 
 const ASYNC = 'async-support';
 const IMAGES = SCREENSHOTS;
@@ -29,44 +30,14 @@ afterAll(async () => {
   await srv?.close();
 });
 
-interface Desk {
-  readonly page: Page;
-  readonly errors: string[];
-}
-
 /** A fresh browser context (own sessionStorage) on the desk page. */
 async function openDesk(width = 1280, height = 800): Promise<Desk> {
-  const context = await browser.newContext({ viewport: { width, height } });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(8000);
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  await page.goto(`${srv.url}/desk/`);
-  return { page, errors };
-}
-
-async function signIn(page: Page, agentId: string, password: string): Promise<void> {
-  await page.locator('#agent-id').fill(agentId);
-  await page.locator('#password').fill(password);
-  await page.locator('#signin-submit').click();
-  await live(page);
+  return openDeskPage(browser, srv.url, contexts, width, height);
 }
 
 async function live(page: Page): Promise<void> {
   await page.locator('#desk').waitFor();
   await page.locator('#conn.conn-live').waitFor();
-}
-
-function item(page: Page, list: 'queue' | 'mine' | 'workbin', chatId: string) {
-  return page.locator(`#${list}-list [data-chat-id="${chatId}"]`);
-}
-
-function message(page: Page, text: string) {
-  return page.locator('.transcript .msg').filter({ hasText: text });
 }
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -83,11 +54,6 @@ async function customerSees(c: ChatClient, pred: (e: { type: string; text?: stri
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the customer never saw it; saw ${JSON.stringify(seen)}`);
-}
-
-/** Runs a JavaScript expression in the page (a string: this file is type-checked without the DOM lib). */
-function js<T>(page: Page, expression: string): Promise<T> {
-  return page.evaluate(expression) as Promise<T>;
 }
 
 async function indexes(page: Page): Promise<number[]> {
