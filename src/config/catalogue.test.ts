@@ -238,7 +238,7 @@ describe('INI reader', () => {
     expect(ini.problems).toEqual([
       { section: '', key: 'a', message: 'key outside any section', line: 1 },
       { section: 'http', key: 'port', message: 'duplicate key (first set on line 3)', line: 6 },
-      { section: 'http', key: '', message: 'expected "key = value" in the line starting "junk"', line: 7 },
+      { section: 'http', key: '', message: 'expected "key = value" (the line is not quoted: it may hold a secret)', line: 7 },
       { section: 'http', key: '', message: 'missing key before "="', line: 8 },
       { section: 'http', key: '', message: 'malformed section header "[bad"', line: 9 },
     ]);

@@ -69,9 +69,8 @@ export function readIni(text: string): IniFile {
 
     const eq = text.indexOf('=');
     if (eq < 0) {
-      // Only the line's first word: the rest may be a secret written with the wrong separator.
-      const head = /^[^\s:=]{1,64}/.exec(text)?.[0] ?? '';
-      problems.push({ section, key: '', message: `expected "key = value" in the line starting "${head}"`, line });
+      // Nothing of the line is quoted: it may be a secret written with the wrong separator, or alone on a line.
+      problems.push({ section, key: '', message: 'expected "key = value" (the line is not quoted: it may hold a secret)', line });
       return;
     }
     const key = text.slice(0, eq).trim();

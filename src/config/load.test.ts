@@ -146,7 +146,7 @@ describe('problems', () => {
 
   it('reports syntax problems with the file and line', () => {
     const { message } = problemsOf(`${SERVICE}[http]\nport 8080\n`);
-    expect(message).toContain('p.ini [http]: expected "key = value" in the line starting "port" (line 3)');
+    expect(message).toContain('p.ini [http]: expected "key = value" (the line is not quoted: it may hold a secret) (line 3)');
   });
 
   it('checks app-dbid is digits', () => {

@@ -10,3 +10,8 @@ it('counts an IPv4 client by its address (mapped or not) and an IPv6 client by i
   expect(clientKey('::1')).toBe('0000:0000:0000:0000::/64');
   expect(clientKey('')).toBe('');
 });
+
+it('counts an IPv4 client behind NAT64 (64:ff9b::/96) by its IPv4 address', () => {
+  expect(clientKey('64:ff9b::c000:207')).toBe('192.0.2.7');
+  expect(clientKey('64:ff9b::c000:208')).not.toBe(clientKey('64:ff9b::c000:207'));
+});

@@ -26,6 +26,8 @@ interface Entry {
   notifier?: TypingNotifier;
   /** When the chat entered the queue as this desk saw it. */
   waitingSince?: number;
+  /** Without a transcript: the highest event index already counted as unread (an event is counted once). */
+  counted?: number;
 }
 
 type ListName = 'waiting' | 'mine' | 'workbin';
@@ -276,7 +278,8 @@ function prune(): void {
  */
 const catchingUp = new Set<string>();
 
-function applyOverview(o: Overview): void {
+/** `reconnected`: the overview of a `ready` frame after the desk was offline (what came meanwhile is unread). */
+function applyOverview(o: Overview, reconnected = false): void {
   const before = new Set(lists.waiting);
   // What the desk had seen of its chats before this overview (after a reconnect: what it may have missed).
   const seen = new Map(lists.mine.map((id) => [id, chats.get(id)?.summary.lastIndex ?? 0] as const));
@@ -295,12 +298,15 @@ function applyOverview(o: Overview): void {
   for (const [id, e] of chats) {
     if (e.transcript === undefined) {
       const had = seen.get(id);
-      if (had !== undefined && listOf(id) === 'mine' && e.summary.lastIndex > had && socket.send({ type: 'sync', chatId: id, from: had + 1 })) catchingUp.add(id);
+      if (reconnected && had !== undefined && listOf(id) === 'mine' && e.summary.lastIndex > had && socket.send({ type: 'sync', chatId: id, from: had + 1 })) {
+        e.counted = Math.max(e.counted ?? 0, had);
+        catchingUp.add(id);
+      }
       continue;
     }
     if (listOf(id) !== undefined) {
       if (socket.send({ type: 'sync', chatId: id, from: e.transcript.contiguous + 1 })) {
-        if (overviews > 1) catchingUp.add(id);
+        if (reconnected) catchingUp.add(id);
       } else void loadTranscript(id);
     } else if (e.summary.state !== 'ended') {
       void refreshSummary(id);
@@ -327,7 +333,7 @@ function onFrame(f: ServerFrame): void {
   switch (f.type) {
     case 'ready':
       agent = f.agent;
-      applyOverview(f.overview);
+      applyOverview(f.overview, overviews > 0);
       if (f.overview.workbin === undefined) void api.overview().then((o) => applyOverview(o), () => undefined).then(renderAll);
       renderAll();
       return;
@@ -380,7 +386,11 @@ function mergeEvents(s: ChatSummary, events: readonly ChatEvent[], live: boolean
   if (e === undefined) return;
   const shown = view.kind === 'chat' && view.chatId === s.chatId;
   if (e.transcript === undefined) {
-    if (live) noteUnseen(e, events, shown);
+    if (live) {
+      // No transcript to drop repeats: an event a catch-up and a live frame both carry is counted once.
+      noteUnseen(e, events.filter((ev) => ev.index > (e.counted ?? 0)), shown);
+      for (const ev of events) e.counted = Math.max(e.counted ?? 0, ev.index);
+    }
     if (shown) void loadTranscript(s.chatId);
     renderLists();
     return;
