@@ -5,7 +5,7 @@ it('logs a key the first time, then once per interval with how many were left ou
   let now = 0;
   const t = new LogThrottle(1000, () => now);
   const lines: string[] = [];
-  const log = (key: string) => t.log(key, (n) => lines.push(`${key}+${n}`));
+  const log = (key: string) => t.log(key, (extra) => lines.push(`${key}+${extra.suppressed ?? 0}`));
   log('a');
   log('a');
   log('b');

@@ -13,8 +13,11 @@ export class LogThrottle {
     private readonly maxKeys = 1000,
   ) {}
 
-  /** Runs `write` when a line for `key` is due now, with the number of lines left out since the last one. */
-  log(key: string, write: (suppressed: number) => void): void {
+  /**
+   * Runs `write` when a line for `key` is due now, with the fields to add to it: `{ suppressed }`, the number
+   * of lines left out since the last one, when there were any.
+   */
+  log(key: string, write: (extra: { suppressed?: number }) => void): void {
     const t = this.now();
     const s = this.last.get(key);
     if (s !== undefined && t < s.until) {
@@ -23,6 +26,7 @@ export class LogThrottle {
     }
     if (s === undefined && this.last.size >= this.maxKeys) this.last.clear();
     this.last.set(key, { until: t + this.everyMs, suppressed: 0 });
-    write(s?.suppressed ?? 0);
+    const suppressed = s?.suppressed ?? 0;
+    write(suppressed > 0 ? { suppressed } : {});
   }
 }

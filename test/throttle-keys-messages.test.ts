@@ -21,10 +21,10 @@ describe('LogThrottle and failureLogger', () => {
     let now = 0;
     const t = new LogThrottle(10_000, () => now, 3);
     const out: string[] = [];
-    for (let i = 0; i < 5; i++) t.log('a', (s) => out.push(`a${s}`));
-    t.log('b', (s) => out.push(`b${s}`));
+    for (let i = 0; i < 5; i++) t.log('a', (s) => out.push(`a${s.suppressed ?? 0}`));
+    t.log('b', (s) => out.push(`b${s.suppressed ?? 0}`));
     now = 10_000;
-    t.log('a', (s) => out.push(`a${s}`));
+    t.log('a', (s) => out.push(`a${s.suppressed ?? 0}`));
     expect(out).toEqual(['a0', 'b0', 'a4']);
     for (let i = 0; i < 100; i++) t.log(`k${i}`, () => undefined);
     expect((t as unknown as { last: Map<string, unknown> }).last.size).toBeLessThanOrEqual(3);

@@ -120,8 +120,8 @@ export class SessionTimers {
             continue;
           }
           // A store outage fails every due timer: one line per cause every 10 s, not one per chat every 5 s.
-          this.failures.log(`${kind} ${(err as Error).message}`, (suppressed) =>
-            this.log.warn({ err, chatId, kind, ...(suppressed > 0 ? { suppressed } : {}) }, 'session timer failed; retrying in 5 s'),
+          this.failures.log(`${kind} ${(err as Error).message}`, (extra) =>
+            this.log.warn({ err, chatId, kind, ...extra }, 'session timer failed; retrying in 5 s'),
           );
           this.ensure(kind, chatId, now + 5000);
         }

@@ -93,9 +93,9 @@ export function createCustomHttpNode(o: CustomHttpNodeOptions): GatewayNode {
       if (outcome.kind === 'delivered') return outcome;
       // Which URL failed (main, debug or a provider's), once per 10 s per URL and reason, with a count.
       const where = urlForLog(target.url);
-      logs.log(`${where} ${outcome.reason}`, (suppressed) =>
+      logs.log(`${where} ${outcome.reason}`, (extra) =>
         o.log.info(
-          { chatId: n.chatId, notificationId: n.id, attempt: n.attempts + 1, url: where, outcome, ...(suppressed > 0 ? { suppressed } : {}) },
+          { chatId: n.chatId, notificationId: n.id, attempt: n.attempts + 1, url: where, outcome, ...extra },
           'customhttp push not delivered',
         ),
       );

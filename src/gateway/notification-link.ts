@@ -58,9 +58,9 @@ export class NotificationLinks {
       });
       ws.on('error', (err) => {
         // Without a link, the node's pushes for this gateway's group wait ("no gms node found"): worth a warning.
-        this.failures.log(`${node.appDbid} ${err.message}`, (suppressed) =>
+        this.failures.log(`${node.appDbid} ${err.message}`, (extra) =>
           this.log.warn(
-            { node: node.appDbid, url: node.url, err: err.message, ...(suppressed > 0 ? { suppressed } : {}) },
+            { node: node.appDbid, url: node.url, err: err.message, ...extra },
             'notification link to a chat server node failed (a wrong [node] internal-token is refused this way too)',
           ),
         );

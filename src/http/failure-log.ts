@@ -14,9 +14,9 @@ export function failureLogger(log: Logger, what: string, throttle = new LogThrot
     const cause = err.cause instanceof Error ? err.cause : undefined;
     if (err.code === 'UNAVAILABLE' && cause === undefined) return;
     const key = `${err.code} ${cause?.message ?? err.message}`;
-    throttle.log(key, (suppressed) =>
+    throttle.log(key, (extra) =>
       log.error(
-        { code: err.code, reason: err.message, err: cause ?? err, ...(suppressed > 0 ? { suppressed } : {}) },
+        { code: err.code, reason: err.message, err: cause ?? err, ...extra },
         `${what}: ${cause?.message ?? err.message}`,
       ),
     );

@@ -269,9 +269,9 @@ export class PushEngine {
       if (n.lastError !== NO_GMS_NODE) {
         this.d.metrics.pushNotifications.inc({ event: 'parked' });
         const group = n.subscription.nodeGroup;
-        this.logs.log(`parked ${group}`, (suppressed) =>
+        this.logs.log(`parked ${group}`, (extra) =>
           this.d.log.warn(
-            { chatId: n.chatId, notificationId: n.id, group, ...(suppressed > 0 ? { suppressed } : {}) },
+            { chatId: n.chatId, notificationId: n.id, group, ...extra },
             `push-flex: could not send notification - no gms node found in group=${group}`,
           ),
         );
@@ -299,9 +299,9 @@ export class PushEngine {
   private finish(n: Notification): void {
     if (n.state === 'failed') {
       this.d.metrics.pushNotifications.inc({ event: 'failed' });
-      this.logs.log(`failed ${n.lastError ?? ''}`, (suppressed) =>
+      this.logs.log(`failed ${n.lastError ?? ''}`, (extra) =>
         this.d.log.warn(
-          { chatId: n.chatId, notificationId: n.id, attempts: n.attempts, reason: n.lastError, ...(suppressed > 0 ? { suppressed } : {}) },
+          { chatId: n.chatId, notificationId: n.id, attempts: n.attempts, reason: n.lastError, ...extra },
           'push notification failed',
         ),
       );

@@ -330,8 +330,8 @@ export class Receiver {
       this.failures.set(token, n);
       const wait = RETRY_MS[Math.min(n, RETRY_MS.length) - 1] ?? 60_000;
       // A gateway outage fails every cached session's ping: one line per cause every 10 s, with a count.
-      this.failureLogs.log((err as Error).message, (suppressed) =>
-        this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message, ...(suppressed > 0 ? { suppressed } : {}) }, 'refresh failed; retrying'),
+      this.failureLogs.log((err as Error).message, (extra) =>
+        this.log.warn({ chatId: s.chatId, failures: n, retryInMs: wait, err: (err as Error).message, ...extra }, 'refresh failed; retrying'),
       );
       // Re-read: the failure may have been the chat's end, which removed it from the running sessions.
       const current = this.cache.byBrowserToken(token);
