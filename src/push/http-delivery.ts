@@ -29,7 +29,7 @@ export class HttpDelivery {
    * every chunk, so a receiver that trickles its answer could hold a POST (and a slot of max-concurrency)
    * open for good. A sweep every 100 ms cuts those past their deadline; the status is known by then.
    */
-  private readonly reading = new Map<Answer, number>();
+  private readonly reading = new Set<Answer>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: HttpDeliveryOptions) {
@@ -81,7 +81,7 @@ export class HttpDelivery {
 
   private sweep(): void {
     const now = Date.now();
-    for (const [answer, deadline] of this.reading) if (deadline <= now) answer.cut();
+    for (const answer of this.reading) if (answer.deadline <= now) answer.cut();
   }
 
   async close(): Promise<void> {
@@ -108,8 +108,9 @@ class Answer implements Dispatcher.DispatchHandler {
   private done = false;
 
   constructor(
-    private readonly deadline: number,
-    private readonly reading: Map<Answer, number>,
+    /** When the POST must end by (epoch ms), its answer body included. */
+    readonly deadline: number,
+    private readonly reading: Set<Answer>,
     private readonly resolve: (r: AttemptResult) => void,
   ) {}
 
@@ -122,7 +123,7 @@ class Answer implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
-    this.reading.set(this, this.deadline);
+    this.reading.add(this);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
