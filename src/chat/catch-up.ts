@@ -5,23 +5,11 @@
  * store may skip it (`ChangeRecord.onlyEventFields`); whoever loads the session folds the later events back
  * in with `catchUp`. Pure.
  */
-import { activityKind } from './session.ts';
+import { withEvents } from './session.ts';
 import type { ActivityTimes, ChatEvent, Session } from './types.ts';
 
-/** The session with the events after its `lastIndex` folded in, as `append` in session.ts applied them. */
-export function catchUp(s: Session, events: readonly ChatEvent[]): Session {
-  let lastIndex = s.lastIndex;
-  let updatedAt = s.updatedAt;
-  let activity = s.activity;
-  for (const ev of events) {
-    if (ev.index <= lastIndex) continue;
-    lastIndex = ev.index;
-    updatedAt = ev.utcTime;
-    const kind = activityKind(ev);
-    if (kind !== undefined) activity = { ...activity, [kind]: ev.utcTime };
-  }
-  return lastIndex === s.lastIndex ? s : { ...s, lastIndex, updatedAt, activity };
-}
+/** The session with the events after its `lastIndex` folded in: the very fold `append` in session.ts applies. */
+export const catchUp: (s: Session, events: readonly ChatEvent[]) => Session = withEvents;
 
 const DERIVED = new Set<string>(['lastIndex', 'updatedAt', 'activity']);
 

@@ -82,9 +82,9 @@ function party(p: Participant): Party {
   return { nickname: p.nickname, participantId: p.participantId, type: p.type };
 }
 
-/** Builds one event with the next index; the caller chains them. */
-function makeEvent(s: Session, from: Party, type: EventType, now: number, fields: EventFields = {}): ChatEvent {
-  const ev: { -readonly [K in keyof ChatEvent]: ChatEvent[K] } = { from, index: s.lastIndex + 1, type, utcTime: now };
+/** Builds one event with the given index. */
+function makeEvent(index: number, from: Party, type: EventType, now: number, fields: EventFields = {}): ChatEvent {
+  const ev: { -readonly [K in keyof ChatEvent]: ChatEvent[K] } = { from, index, type, utcTime: now };
   if (fields.text !== undefined) ev.text = fields.text;
   if (fields.messageType !== undefined && fields.messageType !== '') ev.messageType = fields.messageType;
   if (fields.userData !== undefined) ev.userData = fields.userData;
@@ -98,17 +98,27 @@ function append(
   specs: ReadonlyArray<{ from: Party; type: EventType; fields?: EventFields }>,
   patch: Partial<Session> = {},
 ): Change {
-  let cur: Session = { ...s, ...patch, updatedAt: now };
-  const events: ChatEvent[] = [];
-  let activity = cur.activity;
-  for (const spec of specs) {
-    const ev = makeEvent(cur, spec.from, spec.type, now, spec.fields);
-    events.push(ev);
-    cur = { ...cur, lastIndex: ev.index };
+  const events = specs.map((spec, i) => makeEvent(s.lastIndex + 1 + i, spec.from, spec.type, now, spec.fields));
+  return { session: withEvents({ ...s, ...patch, updatedAt: now }, events), events };
+}
+
+/**
+ * The session after events of its transcript that come after its `lastIndex`: their last index, the time of
+ * the last one, and the activity each one is. `append` applies new events this way, and a loader folds in
+ * the events a stored document lags behind (chat/catch-up.ts) the same way.
+ */
+export function withEvents(s: Session, events: readonly ChatEvent[]): Session {
+  let lastIndex = s.lastIndex;
+  let updatedAt = s.updatedAt;
+  let activity = s.activity;
+  for (const ev of events) {
+    if (ev.index <= lastIndex) continue;
+    lastIndex = ev.index;
+    updatedAt = ev.utcTime;
     const kind = activityKind(ev);
-    if (kind !== undefined) activity = { ...activity, [kind]: now };
+    if (kind !== undefined) activity = { ...activity, [kind]: ev.utcTime };
   }
-  return { session: activity === cur.activity ? cur : { ...cur, activity }, events };
+  return lastIndex === s.lastIndex ? s : { ...s, lastIndex, updatedAt, activity };
 }
 
 export function clientOf(s: Session): Participant {
