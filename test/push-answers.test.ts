@@ -1,6 +1,7 @@
 /**
- * The answer to a push POST as src/push/http-delivery.ts takes it (an undici dispatch handler, `Answer`):
- * redirects, repeated headers, long and trickled bodies, close() with POSTs in flight, refused headers.
+ * The answer to a push POST as src/push/http-delivery.ts takes it (src/push/origin-pool.ts and
+ * answer-parser.ts): redirects, repeated headers, long and trickled bodies, close() with POSTs in flight,
+ * refused headers.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,7 +34,7 @@ function delivery(timeoutMs: number): HttpDelivery {
   return d;
 }
 
-describe('the answer to a push POST (dispatch handler)', () => {
+describe('the answer to a push POST', () => {
   it('a 3xx is an answer of its own: not followed, its status and Location given', async () => {
     const target = await listen((req, res) => {
       req.resume();
@@ -99,7 +100,7 @@ describe('the answer to a push POST (dispatch handler)', () => {
     expect(results).toEqual([{ error: expect.any(String) }, { error: expect.any(String) }]);
   });
 
-  it('a request header undici refuses is an error result, not a thrown or hanging POST', async () => {
+  it('a request header that cannot be sent (CR LF in its value) is an error result, not a thrown or hanging POST', async () => {
     const { url, hits } = await listen((req, res) => {
       req.resume();
       res.end();

@@ -17,8 +17,8 @@ const NAME = /^[A-Za-z0-9_-]+$/;
 const NAME_DOC = "letters, digits, '-' and '_'";
 
 /**
- * A push target: an http(s) URL without user:password@ (undici would drop the credentials without a word,
- * and every POST would be refused by the receiver); pushes are authenticated with [push] signing-secret.
+ * A push target: an http(s) URL without user:password@ (the credentials would never be sent, so every POST
+ * would be refused by the receiver); pushes are authenticated with [push] signing-secret.
  */
 const PUSH_URL = /^https?:\/\/[^\s/?#@]+(?:[/?#]\S*)?$/;
 const PUSH_URL_DOC = 'an http(s) URL without user:password@ (authenticate pushes with signing-secret)';

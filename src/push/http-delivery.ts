@@ -1,9 +1,15 @@
 /**
- * POSTs to push targets: one undici Pool per target origin (keep-alive, bounded connections), a request
- * timeout, and the SSRF guard on every connection (the lookup) and on IP-literal hosts (which undici
- * connects to without a lookup).
+ * POSTs to push targets: keep-alive connections per target origin (src/push/origin-pool.ts, bounded), a
+ * request timeout over the whole POST, and the SSRF guard on every connection (the lookup) and on
+ * IP-literal hosts (which are connected to without a lookup).
+ *
+ * The client is Parley's own (src/push/answer-parser.ts reads the answers) rather than undici: undici 7
+ * writes a request on a reused keep-alive connection only in the next turn of the event loop (its check
+ * for bytes left on an idle socket), which under load put a whole turn into every push; and a push needs
+ * little of a general client (a POST of a string body, its status and headers). See bench/README.md.
  */
-import { Pool, type Dispatcher } from 'undici';
+import type { LookupFunction } from 'node:net';
+import { OriginPool } from './origin-pool.ts';
 import type { AttemptResult } from './retry-policy.ts';
 import { guardedLookup, screenTarget, type NetworkAllowList } from './ssrf.ts';
 
@@ -13,160 +19,100 @@ export interface HttpDeliveryOptions {
   readonly allow: NetworkAllowList;
 }
 
-/** A push URL checked once: where it goes, or refused. */
-type Target = { readonly origin: string; readonly path: string } | 'forbidden';
+/** A push URL checked once: where it goes (the start of its request), or refused. */
+type Target = { readonly origin: string; readonly pool: () => OriginPool; readonly requestLine: string } | 'forbidden';
 
 /** Checked URLs kept (the push URLs of a deployment are a handful; the bound only guards memory). */
 const TARGET_CACHE_SIZE = 1024;
 
+/** How long a connection to a receiver stays open unused. */
+const IDLE_MS = 30_000;
+
+/** A header name (RFC 9110 token) and a value without CR, LF or NUL. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\0]/;
+
 export class HttpDelivery {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, OriginPool>();
   /** URL -> checked target: the URL parse and the allow-list check are done once per URL, not per POST. */
   private readonly targets = new Map<string, Target>();
-  private readonly lookup;
-  /**
-   * Answer bodies being read, with the time their POST must end by: undici's body timeout restarts with
-   * every chunk, so a receiver that trickles its answer could hold a POST (and a slot of max-concurrency)
-   * open for good. A sweep every 100 ms cuts those past their deadline; the status is known by then.
-   */
-  private readonly reading = new Set<Answer>();
+  private readonly lookup: LookupFunction;
+  /** Ends POSTs past their deadline and closes idle connections, every 100 ms while there are pools. */
   private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly o: HttpDeliveryOptions) {
     this.lookup = guardedLookup(o.allow);
   }
 
   post(url: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
+    if (this.closed) return Promise.resolve({ error: 'closed' });
     const target = this.target(url);
     if (target === 'forbidden') return Promise.resolve({ error: 'EPUSHFORBIDDEN' });
-    return new Promise((resolve) => {
-      const answer = new Answer(Date.now() + this.o.timeoutMs, this.reading, resolve);
-      this.sweeper ??= setInterval(() => this.sweep(), 100).unref();
-      this.pool(target.origin).dispatch(
-        {
-          method: 'POST',
-          path: target.path,
-          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
-          body,
-          headersTimeout: this.o.timeoutMs,
-          bodyTimeout: this.o.timeoutMs,
-        },
-        answer,
-      );
-    });
+    let head = target.requestLine;
+    for (const [name, value] of Object.entries(headers)) {
+      const lower = name.toLowerCase();
+      if (lower === 'host' || lower === 'content-length' || lower === 'connection' || lower === 'transfer-encoding') continue;
+      if (!HEADER_NAME.test(name) || BAD_VALUE.test(value)) return Promise.resolve({ error: 'invalid request header' });
+      head += `${name}: ${value}\r\n`;
+    }
+    const bytes = `${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    this.sweeper ??= setInterval(() => this.sweep(), 100).unref();
+    return new Promise((resolve) => target.pool().post({ bytes, deadline: Date.now() + this.o.timeoutMs, resolve }));
   }
 
   private target(url: string): Target {
     let t = this.targets.get(url);
     if (t !== undefined) return t;
-    t = parseTarget(url, this.o.allow);
+    t = this.parseTarget(url);
     if (this.targets.size >= TARGET_CACHE_SIZE) this.targets.clear();
     this.targets.set(url, t);
     return t;
   }
 
-  private pool(origin: string): Pool {
-    let p = this.pools.get(origin);
-    if (p === undefined) {
-      p = new Pool(origin, {
-        connections: this.o.connectionsPerOrigin,
-        pipelining: 1,
-        connect: { lookup: this.lookup, timeout: this.o.timeoutMs },
-        keepAliveTimeout: 30_000,
-      });
-      this.pools.set(origin, p);
+  /** http(s) only; a host written as an IP address must be in the allowed networks (names are checked at lookup). */
+  private parseTarget(url: string): Target {
+    let u: URL;
+    let host: string;
+    try {
+      ({ url: u, host } = screenTarget(url, this.o.allow));
+    } catch {
+      return 'forbidden';
     }
-    return p;
+    const protocol = u.protocol === 'https:' ? 'https:' : 'http:';
+    const port = u.port === '' ? (protocol === 'https:' ? 443 : 80) : Number(u.port);
+    const origin = u.origin;
+    return {
+      origin,
+      requestLine: `POST ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\n`,
+      pool: () => {
+        let p = this.pools.get(origin);
+        if (p === undefined) {
+          p = new OriginPool({ protocol, hostname: host, port, max: this.o.connectionsPerOrigin, lookup: this.lookup, idleMs: IDLE_MS, now: Date.now });
+          this.pools.set(origin, p);
+        }
+        return p;
+      },
+    };
   }
 
   private sweep(): void {
-    const now = Date.now();
-    for (const answer of this.reading) if (answer.deadline <= now) answer.cut();
+    for (const [origin, pool] of this.pools) {
+      pool.sweep();
+      if (pool.empty) this.pools.delete(origin);
+    }
+    if (this.pools.size === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     this.sweeper = undefined;
-    await Promise.allSettled([...this.pools.values()].map((p) => p.destroy()));
+    for (const pool of this.pools.values()) pool.close();
     this.pools.clear();
   }
 }
 
-/** The longest answer body read; a longer one is cut (its status is all that counts). */
-const MAX_ANSWER_BYTES = 64 * 1024;
-
-/**
- * The answer to one POST, taken as undici's parser delivers it (no response stream): its status and
- * headers, the body read and dropped. Once the status is known, a body that fails, is too long or is cut
- * by the sweep does not change the result.
- */
-class Answer implements Dispatcher.DispatchHandler {
-  private status = 0;
-  private headers: Record<string, string | string[] | undefined> = {};
-  private bytes = 0;
-  private controller: Dispatcher.DispatchController | undefined;
-  private done = false;
-
-  constructor(
-    /** When the POST must end by (epoch ms), its answer body included. */
-    readonly deadline: number,
-    private readonly reading: Set<Answer>,
-    private readonly resolve: (r: AttemptResult) => void,
-  ) {}
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    this.controller = controller;
-    if (statusCode < 200) return;
-    this.status = statusCode;
-    this.headers = headers;
-    this.reading.add(this);
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.bytes += chunk.length;
-    if (this.bytes > MAX_ANSWER_BYTES) controller.abort(new Error('answer body too long'));
-  }
-
-  onResponseEnd(): void {
-    this.finish({ status: this.status, headers: this.headers });
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.finish(this.status === 0 ? { error: errorCode(err) } : { status: this.status, headers: this.headers });
-  }
-
-  /** Past the POST's deadline while its body is read (a trickling receiver). */
-  cut(): void {
-    this.reading.delete(this);
-    this.controller?.abort(new Error('answer body past the request timeout'));
-  }
-
-  private finish(r: AttemptResult): void {
-    if (this.done) return;
-    this.done = true;
-    this.reading.delete(this);
-    this.resolve(r);
-  }
-}
-
-/** http(s) only; a host written as an IP address must be in the allowed networks (names are checked at lookup). */
-function parseTarget(url: string, allow: NetworkAllowList): Target {
-  try {
-    const { url: u } = screenTarget(url, allow);
-    return { origin: u.origin, path: `${u.pathname}${u.search}` };
-  } catch {
-    return 'forbidden';
-  }
-}
-
-function errorCode(err: unknown): string {
-  const e = err as { code?: unknown; cause?: { code?: unknown }; name?: unknown };
-  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : undefined;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'timeout';
-  if (code === 'EPUSHFORBIDDEN') return code;
-  return code ?? (typeof e.name === 'string' ? e.name : 'error');
-}
