@@ -62,25 +62,18 @@ export class AnswerParser {
           at = r;
           break;
         }
-        case 'length': {
-          const n = Math.min(this.remaining, chunk.length - at);
-          this.bodyBytes += n;
-          this.remaining -= n;
-          at += n;
-          if (this.remaining === 0) this.state = 'done';
-          break;
-        }
-        case 'until-close':
-          this.bodyBytes += chunk.length - at;
-          return MORE;
+        case 'length':
         case 'chunk-data': {
           const n = Math.min(this.remaining, chunk.length - at);
           this.bodyBytes += n;
           this.remaining -= n;
           at += n;
-          if (this.remaining === 0) this.state = 'chunk-end';
+          if (this.remaining === 0) this.state = this.state === 'length' ? 'done' : 'chunk-end';
           break;
         }
+        case 'until-close':
+          this.bodyBytes += chunk.length - at;
+          return MORE;
         case 'chunk-size':
         case 'chunk-end':
         case 'trailers': {
