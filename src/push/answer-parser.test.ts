@@ -104,6 +104,7 @@ describe('AnswerParser: refused answers', () => {
     ['not HTTP', 'SSH-2.0-OpenSSH\r\n\r\n', 'invalid status line'],
     ['HTTP/2 status line', 'HTTP/2 200\r\n\r\n', 'invalid status line'],
     ['two-digit status', 'HTTP/1.1 20 OK\r\n\r\n', 'invalid status line'],
+    ['status under 100', 'HTTP/1.1 099 Odd\r\n\r\n', 'invalid status line'],
     ['header without colon', 'HTTP/1.1 200 OK\r\nbroken\r\n\r\n', 'invalid header'],
     ['space in a header name', 'HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n', 'invalid header'],
     ['fold before any header', 'HTTP/1.1 200 OK\r\n folded\r\n\r\n', 'invalid header'],

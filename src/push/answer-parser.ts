@@ -47,6 +47,8 @@ export class AnswerParser {
   private remaining = 0;
   /** A chunk-size, chunk-end or trailer line received so far. */
   private line = '';
+  /** Trailer bytes read so far (they count against the head's bound). */
+  private trailerBytes = 0;
 
   get done(): boolean {
     return this.state === 'done';
@@ -129,9 +131,10 @@ export class AnswerParser {
   private takeHead(text: string): FeedResult | undefined {
     const lines = text.replace(/\r$/, '').split(/\r?\n/);
     const status = STATUS_LINE.exec(lines[0] ?? '');
-    if (status === null) return this.fail('invalid status line');
-    const code = Number(status[2]);
-    const headers: AnswerHeaders = {};
+    const code = Number(status?.[2] ?? 0);
+    if (status === null || code < 100) return this.fail('invalid status line');
+    // No prototype: a header named like an Object member (constructor, __proto__) is a header like any other.
+    const headers: AnswerHeaders = Object.create(null) as AnswerHeaders;
     let last: string | undefined;
     for (const line of lines.slice(1)) {
       if (line === '') continue;
@@ -163,6 +166,8 @@ export class AnswerParser {
     this.headers = headers;
     const connection = tokens(headers['connection']);
     this.keepAlive = status[1] === '1' ? !connection.includes('close') : connection.includes('keep-alive');
+    // An HTTP/1.0 answer with Transfer-Encoding has faulty framing: the connection is not reused (RFC 9112 6.1).
+    if (status[1] === '0' && headers['transfer-encoding'] !== undefined) this.keepAlive = false;
     return this.frameBody(code, headers);
   }
 
@@ -220,6 +225,8 @@ export class AnswerParser {
       return undefined;
     }
     if (this.state === 'trailers') {
+      this.trailerBytes += line.length + 2;
+      if (this.trailerBytes > MAX_ANSWER_HEAD_BYTES) return this.fail('answer trailers too long');
       if (line === '') this.state = 'done';
       return undefined;
     }

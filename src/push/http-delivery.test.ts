@@ -50,6 +50,19 @@ describe('HttpDelivery', () => {
     }
   });
 
+  it('refuses header values with control characters or code points over U+00FF, sending nothing', async () => {
+    const d = delivery();
+    try {
+      seen.length = 0;
+      for (const bad of ['a\x01b', 'a\x7fb', 'caf\u20ac', 'a\rb']) expect(await d.post(`${base}/h`, '{}', { 'x-v': bad })).toEqual({ error: 'invalid request header' });
+      expect(await d.post(`${base}/h`, '{}', { 'bad name': 'v' })).toEqual({ error: 'invalid request header' });
+      expect(await d.post(`${base}/h`, '{}', { 'x-v': 'tab\tand caf\u00e9' })).toMatchObject({ status: 204 });
+      expect(seen).toEqual(['/h']);
+    } finally {
+      await d.close();
+    }
+  });
+
   it('stays correct past the bound of checked URLs', async () => {
     const d = delivery();
     try {

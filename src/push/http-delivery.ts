@@ -28,9 +28,9 @@ const TARGET_CACHE_SIZE = 1024;
 /** How long a connection to a receiver stays open unused. */
 const IDLE_MS = 30_000;
 
-/** A header name (RFC 9110 token) and a value without CR, LF or NUL. */
+/** A header name (RFC 9110 token), and what a value may not hold: control characters but HTAB, and code points over U+00FF. */
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[\r\n\0]/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 export class HttpDelivery {
   private readonly pools = new Map<string, OriginPool>();

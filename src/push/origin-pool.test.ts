@@ -143,6 +143,14 @@ describe('OriginPool', () => {
     expect(p.empty).toBe(true);
   });
 
+  it('a connection whose Keep-Alive timeout ran out is not reused, even before the sweep closes it', async () => {
+    const r = await receiver((s) => s.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=1\r\ncontent-length: 0\r\n\r\n'));
+    const { post } = pool(r.port);
+    expect(await post()).toMatchObject({ status: 200 });
+    expect(await post()).toMatchObject({ status: 200 });
+    expect(r.connections()).toBe(2);
+  });
+
   it('a POST past its deadline ends as a timeout, and one waiting for a connection too', async () => {
     const r = await receiver(() => undefined);
     const { post, pool: p } = pool(r.port, { max: 1, timeoutMs: 50 });

@@ -69,10 +69,34 @@ export class OriginPool {
   }
 
   private dispatch(job: Job): void {
-    const warm = this.idle.pop();
+    const warm = this.warm();
     if (warm !== undefined) return this.start(warm, job);
     if (this.open < this.o.max) return this.start(this.connect(), job);
     this.queue.push(job);
+  }
+
+  /** The idle connection used last whose idle time is not over (those past it are closed on the way). */
+  private warm(): Conn | undefined {
+    const now = this.o.now();
+    for (let conn = this.idle.pop(); conn !== undefined; conn = this.idle.pop()) {
+      if (!this.idleOver(conn, now)) return conn;
+      conn.socket.destroy();
+    }
+    return undefined;
+  }
+
+  private idleOver(conn: Conn, now: number): boolean {
+    return now - conn.idleSince >= Math.min(this.o.idleMs, conn.keepAliveMs);
+  }
+
+  /** The next waiting POST still within its deadline (those past it end as timeouts, never written). */
+  private nextWaiting(): Job | undefined {
+    const now = this.o.now();
+    for (let job = this.queue.shift(); job !== undefined; job = this.queue.shift()) {
+      if (job.deadline > now) return job;
+      settle(job, { error: 'timeout' });
+    }
+    return undefined;
   }
 
   private start(conn: Conn, job: Job): void {
@@ -101,7 +125,7 @@ export class OriginPool {
   /** The connection's answer is done and it can carry another POST. */
   released(conn: Conn): void {
     this.busy.delete(conn);
-    const next = this.queue.shift();
+    const next = this.nextWaiting();
     if (next !== undefined) return this.start(conn, next);
     conn.idleSince = this.o.now();
     this.idle.push(conn);
@@ -113,11 +137,14 @@ export class OriginPool {
     this.busy.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
-    if (lost !== undefined && !this.closed) {
+    if (this.closed) return;
+    if (lost !== undefined && lost.deadline > this.o.now()) {
+      // Once more, on a new connection: another idle one may have been closed by the receiver as well.
       lost.retried = true;
-      this.dispatch(lost);
+      return this.start(this.connect(), lost);
     }
-    const next = this.open < this.o.max && !this.closed ? this.queue.shift() : undefined;
+    if (lost !== undefined) settle(lost, { error: 'timeout' });
+    const next = this.open < this.o.max ? this.nextWaiting() : undefined;
     if (next !== undefined) this.start(this.connect(), next);
   }
 
@@ -130,7 +157,10 @@ export class OriginPool {
       this.queue = waiting;
       for (const j of late) settle(j, { error: 'timeout' });
     }
-    for (const conn of [...this.idle]) if (now - conn.idleSince >= Math.min(this.o.idleMs, conn.keepAliveMs)) conn.socket.destroy();
+    const over = this.idle.filter((conn) => this.idleOver(conn, now));
+    if (over.length === 0) return;
+    this.idle.splice(0, this.idle.length, ...this.idle.filter((conn) => !over.includes(conn)));
+    for (const conn of over) conn.socket.destroy();
   }
 
   /** Whether nothing is open or waiting (the pool may be dropped). */
