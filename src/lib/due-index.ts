@@ -3,13 +3,13 @@
  * dormant sessions cost a million small heap entries, not a million `setTimeout`s. Entries are never
  * removed early: the owner re-checks a key when it comes due and ignores stale entries (lazy deletion).
  */
-export interface DueEntry {
+export interface DueEntry<K = string> {
   readonly at: number;
-  readonly key: string;
+  readonly key: K;
 }
 
-export class DueIndex {
-  private readonly heap: DueEntry[] = [];
+export class DueIndex<K = string> {
+  private readonly heap: Array<DueEntry<K>> = [];
 
   get size(): number {
     return this.heap.length;
@@ -20,30 +20,30 @@ export class DueIndex {
     return this.heap[0]?.at;
   }
 
-  push(at: number, key: string): void {
+  push(at: number, key: K): void {
     const h = this.heap;
     h.push({ at, key });
     let i = h.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if ((h[parent] as DueEntry).at <= at) break;
-      h[i] = h[parent] as DueEntry;
+      if ((h[parent] as DueEntry<K>).at <= at) break;
+      h[i] = h[parent] as DueEntry<K>;
       i = parent;
     }
     h[i] = { at, key };
   }
 
   /** Removes and returns every entry with at <= now, earliest first. */
-  popDue(now: number, limit = Infinity): DueEntry[] {
-    const out: DueEntry[] = [];
-    while (out.length < limit && this.heap.length > 0 && (this.heap[0] as DueEntry).at <= now) out.push(this.pop());
+  popDue(now: number, limit = Infinity): Array<DueEntry<K>> {
+    const out: Array<DueEntry<K>> = [];
+    while (out.length < limit && this.heap.length > 0 && (this.heap[0] as DueEntry<K>).at <= now) out.push(this.pop());
     return out;
   }
 
-  private pop(): DueEntry {
+  private pop(): DueEntry<K> {
     const h = this.heap;
-    const top = h[0] as DueEntry;
-    const last = h.pop() as DueEntry;
+    const top = h[0] as DueEntry<K>;
+    const last = h.pop() as DueEntry<K>;
     if (h.length > 0) {
       let i = 0;
       for (;;) {
@@ -51,13 +51,13 @@ export class DueIndex {
         const r = l + 1;
         let m = i;
         let mAt = last.at;
-        if (l < h.length && (h[l] as DueEntry).at < mAt) {
+        if (l < h.length && (h[l] as DueEntry<K>).at < mAt) {
           m = l;
-          mAt = (h[l] as DueEntry).at;
+          mAt = (h[l] as DueEntry<K>).at;
         }
-        if (r < h.length && (h[r] as DueEntry).at < mAt) m = r;
+        if (r < h.length && (h[r] as DueEntry<K>).at < mAt) m = r;
         if (m === i) break;
-        h[i] = h[m] as DueEntry;
+        h[i] = h[m] as DueEntry<K>;
         i = m;
       }
       h[i] = last;
