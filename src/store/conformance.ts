@@ -250,6 +250,27 @@ export function describeStoreConformance(name: string, makeFixture: () => StoreF
       expect(await store.loadSession(c.session.chatId)).toEqual(theirs.session);
     });
 
+    it('refuses a change whose events skip or repeat an index, at any place in the change, and writes none of it', async () => {
+      const c = newSession();
+      await store.createSession(c);
+      const one = say(c.session, 1, 'Message', { text: 'one' }, 2000);
+      const two = say(one.session, 1, 'Message', { text: 'two' }, 2001);
+      const [a, b] = [one.events[0], two.events[0]];
+      if (a === undefined || b === undefined) throw new Error('no events');
+      const cases = [
+        [a, { ...b, index: a.index + 2 }],
+        [a, { ...b, index: a.index }],
+        [{ ...a, index: a.index + 1 }, b],
+      ];
+      for (const events of cases) {
+        await expect(store.recordChange({ session: two.session, events, fence: { owner: '117', epoch: 1 } })).rejects.toMatchObject({ code: 'INTERNAL' });
+      }
+      expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.text ?? e.type)).toEqual(['ParticipantJoined', 'hello']);
+      expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
+      await store.recordChange({ session: two.session, events: [a, b], fence: { owner: '117', epoch: 1 } });
+      expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.text ?? e.type)).toEqual(['ParticipantJoined', 'hello', 'one', 'two']);
+    });
+
     it('renews the epochs of an owner at start-up, so that a claim based on the old epoch fails', async () => {
       const c = newSession();
       await store.createSession(c);

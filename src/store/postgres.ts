@@ -122,8 +122,8 @@ const RECORD_CHANGE = `
     SELECT $5, e.i, e.d FROM unnest($8::integer[], $9::text[]) WITH ORDINALITY AS e (i, d, n)
     WHERE CASE
       WHEN NOT EXISTS (SELECT 1 FROM s) THEN false
-      WHEN e.n > 1 OR e.i = (SELECT m FROM last) + 1 THEN true
-      ELSE parley_fail('event index ' || e.i || ' does not follow ' || (SELECT m FROM last) || ' in ' || $5)
+      WHEN e.i = (SELECT m FROM last) + e.n THEN true
+      ELSE parley_fail('event index ' || e.i || ' does not follow ' || ((SELECT m FROM last) + e.n - 1) || ' in ' || $5)
     END
     RETURNING 1
   ), f AS (
@@ -435,8 +435,9 @@ class PostgresStore implements Store {
     if (first === undefined) return;
     const r = await db.query<{ m: number | null }>('SELECT max(idx) AS m FROM events WHERE chat_id = $1', [chatId]);
     const last = r.rows[0]?.m ?? 0;
-    if (first.index !== last + 1) {
-      throw new ParleyError('INTERNAL', `event index ${first.index} does not follow ${last} in ${chatId}`);
+    const gap = events.findIndex((ev, k) => ev.index !== last + 1 + k);
+    if (gap !== -1) {
+      throw new ParleyError('INTERNAL', `event index ${events[gap]?.index} does not follow ${last + gap} in ${chatId}`);
     }
     await db.query('INSERT INTO events (chat_id, idx, doc) SELECT $1, i, d FROM unnest($2::integer[], $3::text[]) AS e (i, d)', [
       chatId,

@@ -274,8 +274,9 @@ class SqliteStore implements Store {
     const first = events[0];
     if (first === undefined) return;
     const last = (this.stmt.lastIndex.get(chatId) as number | null) ?? 0;
-    if (first.index !== last + 1) {
-      throw new ParleyError('INTERNAL', `event index ${first.index} does not follow ${last} in ${chatId}`);
+    const gap = events.findIndex((ev, k) => ev.index !== last + 1 + k);
+    if (gap !== -1) {
+      throw new ParleyError('INTERNAL', `event index ${events[gap]?.index} does not follow ${last + gap} in ${chatId}`);
     }
     for (const ev of events) this.stmt.insertEvent.run(chatId, ev.index, JSON.stringify(ev));
   }
