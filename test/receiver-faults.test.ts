@@ -668,7 +668,7 @@ describe('receiver: pings, gateway errors and the token cache', () => {
       cache,
       gateway,
       h.clock,
-      { nodeGroup: 'g', pingIntervalMs: 600_000, restoreConcurrency: 4, random: () => 0.5, newToken: () => 't', newDeviceId: () => 'd' },
+      { nodeGroup: 'g', pingIntervalMs: 600_000, endedRetentionMs: 7 * 86_400_000, restoreConcurrency: 4, random: () => 0.5, newToken: () => 't', newDeviceId: () => 'd' },
       h.log,
     );
     const hung = h.gw.hold('refresh');

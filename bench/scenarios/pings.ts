@@ -108,6 +108,7 @@ export const pings: Scenario = {
     const settings: ReceiverSettings = {
       nodeGroup: config.receiver.nodeGroup,
       pingIntervalMs,
+      endedRetentionMs: config.receiver.endedRetentionMs,
       restoreConcurrency: config.receiver.restoreConcurrency,
       random: seededRandom(opts.seed),
       newToken: () => randomBytes(24).toString('base64url'),

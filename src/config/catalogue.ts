@@ -313,6 +313,10 @@ export const FIXED_SECTIONS = {
         type: 'seconds', default: 1800, min: 1, max: 86400,
         doc: 'Rare ping refresh per session, spread out evenly, to catch missed notifications (never short polling).',
       },
+      'ended-retention': {
+        type: 'seconds', default: 604800, min: 60, max: 31536000,
+        doc: 'How long an ended chat stays in the token cache, so that a browser coming back can still read its transcript; older ones are deleted (checked every hour).',
+      },
       'health-urls': {
         type: 'list', default: [], itemPattern: /^https?:\/\/\S+$/, itemDoc: 'an http(s) URL',
         doc: 'Health endpoints of the chat server nodes to watch; empty = this process (parley start).',

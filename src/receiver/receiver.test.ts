@@ -43,7 +43,7 @@ describe('Receiver: a push that arrives before the Request Chat reply', () => {
       cache,
       gateway,
       { now: () => 1000 },
-      { nodeGroup: 'g', pingIntervalMs: 1_800_000, restoreConcurrency: 4, random: () => 0.5, newToken: () => 'browser-token', newDeviceId: () => 'device-1' },
+      { nodeGroup: 'g', pingIntervalMs: 1_800_000, endedRetentionMs: 7 * 86_400_000, restoreConcurrency: 4, random: () => 0.5, newToken: () => 'browser-token', newDeviceId: () => 'device-1' },
       silentLogger,
     );
     return receiver;

@@ -25,6 +25,8 @@ import type { ChatReply, GatewayClient } from './gateway-client.ts';
 export interface ReceiverSettings {
   readonly nodeGroup: string;
   readonly pingIntervalMs: number;
+  /** How long an ended chat stays in the cache ([receiver] ended-retention). */
+  readonly endedRetentionMs: number;
   readonly restoreConcurrency: number;
   /** Random in [0,1): spreads the first pings; injected for tests. */
   readonly random: () => number;
@@ -61,6 +63,9 @@ export function isReconnectAdvice(e: ChatEvent): boolean {
   return e.type === 'ParticipantLeft' && e.from.participantId === 1 && e.userData?.['quit-reason-advice'] === 'reconnect';
 }
 
+/** How often ended chats past their retention are deleted from the cache. */
+const PURGE_EVERY_MS = 3_600_000;
+
 /** Pushes kept for a chat whose Request Chat reply has not come yet (a handful at most in practice). */
 const MAX_EARLY_PUSHES = 32;
 
@@ -86,6 +91,8 @@ export class Receiver {
   /** Per session: the next event index the browsers have not been sent yet. */
   private readonly delivered = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
+  /** When ended chats past their retention are deleted next (the first tick does it). */
+  private nextPurgeAt = 0;
 
   constructor(
     private readonly cache: TokenCache,
@@ -276,6 +283,11 @@ export class Receiver {
   /** Due pings (and ack retries). Resolves when they are done; tests call it after moving a clock. */
   async tick(): Promise<void> {
     const now = this.clock.now();
+    if (now >= this.nextPurgeAt) {
+      this.nextPurgeAt = now + PURGE_EVERY_MS;
+      const purged = this.cache.purgeEnded(now - this.settings.endedRetentionMs);
+      if (purged > 0) this.log.info({ purged }, 'ended chats past [receiver] ended-retention deleted from the token cache');
+    }
     const due = this.pings.popDue(now, 5000);
     const work: Array<Promise<void>> = [];
     const seen = new Set<string>();

@@ -37,22 +37,42 @@ CREATE TABLE IF NOT EXISTS receiver_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS receiver_sessions_alias ON receiver_sessions (alias) WHERE ended = 0;`;
 
+/** When a session was first stored as ended (epoch ms), for the retention of ended chats; added later. */
+const ENDED_AT = `ALTER TABLE receiver_sessions ADD COLUMN ended_at INTEGER;
+CREATE INDEX receiver_sessions_ended ON receiver_sessions (ended_at) WHERE ended = 1;`;
+
 export class TokenCache {
   private readonly db: Database.Database;
   private readonly byDevice = new Map<string, CachedSession>();
   private readonly byToken = new Map<string, CachedSession>();
   private readonly upsert;
 
-  constructor(path: string) {
+  private readonly purge;
+
+  constructor(
+    path: string,
+    private readonly now: () => number = Date.now,
+  ) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('receiver_sessions') as string[];
+    if (!columns.includes('ended_at')) {
+      // A cache from before the retention: its ended chats count as ended now (kept one more retention).
+      this.db.transaction(() => {
+        this.db.exec(ENDED_AT);
+        this.db.prepare('UPDATE receiver_sessions SET ended_at = ? WHERE ended = 1').run(now());
+      })();
+    }
+    // ended_at is set when a session is first stored as ended and kept after that.
     this.upsert = this.db.prepare(
-      `INSERT INTO receiver_sessions (browser_token, device_id, chat_id, alias, ended, doc) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (browser_token) DO UPDATE SET alias = excluded.alias, ended = excluded.ended, doc = excluded.doc`,
+      `INSERT INTO receiver_sessions (browser_token, device_id, chat_id, alias, ended, doc, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (browser_token) DO UPDATE SET alias = excluded.alias, ended = excluded.ended, doc = excluded.doc,
+         ended_at = CASE WHEN excluded.ended = 0 THEN NULL ELSE coalesce(receiver_sessions.ended_at, excluded.ended_at) END`,
     );
+    this.purge = this.db.prepare('DELETE FROM receiver_sessions WHERE ended = 1 AND ended_at < ?');
     for (const doc of this.db.prepare('SELECT doc FROM receiver_sessions WHERE ended = 0').pluck().all() as string[]) {
       this.remember(JSON.parse(doc) as CachedSession);
     }
@@ -64,7 +84,7 @@ export class TokenCache {
   }
 
   put(s: CachedSession): void {
-    this.upsert.run(s.browserToken, s.deviceId, s.chatId, s.alias, s.ended ? 1 : 0, JSON.stringify(s));
+    this.upsert.run(s.browserToken, s.deviceId, s.chatId, s.alias, s.ended ? 1 : 0, JSON.stringify(s), s.ended ? this.now() : null);
     if (s.ended) {
       this.byDevice.delete(s.deviceId);
       this.byToken.delete(s.browserToken);
@@ -85,6 +105,11 @@ export class TokenCache {
   endedByBrowserToken(token: string): CachedSession | undefined {
     const doc = this.db.prepare('SELECT doc FROM receiver_sessions WHERE browser_token = ?').pluck().get(token) as string | undefined;
     return doc === undefined ? undefined : (JSON.parse(doc) as CachedSession);
+  }
+
+  /** Deletes the ended sessions stored as ended before `before` (epoch ms); how many went. */
+  purgeEnded(before: number): number {
+    return this.purge.run(before).changes;
   }
 
   /** Every running session (served by any node). */

@@ -23,7 +23,7 @@ export function createReceiverRole(
 ): ReceiverRole {
   const rc = config.receiver;
   const log = opts.log.child({ component: 'receiver' });
-  const cache = new TokenCache(rc.storePath);
+  const cache = new TokenCache(rc.storePath, () => opts.clock.now());
   const gateway = new GatewayClient(opts.gatewayUrl, rc.service, { timeoutMs: 10_000, apiKey: config.http.apiKey });
   const receiver = new Receiver(
     cache,
@@ -32,6 +32,7 @@ export function createReceiverRole(
     {
       nodeGroup: rc.nodeGroup,
       pingIntervalMs: rc.pingIntervalMs,
+      endedRetentionMs: rc.endedRetentionMs,
       restoreConcurrency: rc.restoreConcurrency,
       random: opts.random ?? Math.random,
       newToken: () => randomBytes(24).toString('base64url'),
