@@ -11,34 +11,39 @@ export interface Metrics {
   readonly chatMessages: Counter<'from'>;
 }
 
-export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+/**
+ * The metrics of a process. `chatSeries: false` (a gateway or receiver process): the chat server's series
+ * exist for the code that takes them but are not served, so /metrics does not show them at a misleading 0.
+ */
+export function createMetrics(opts: { defaultMetrics?: boolean; chatSeries?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+  const registers = opts.chatSeries ?? true ? [registry] : [];
   return {
     registry,
     pushNotifications: new Counter({
       name: 'parley_push_notifications_total',
       help: 'Flex-push notifications by lifecycle event: created, delivered, acked, failed, parked.',
       labelNames: ['event'],
-      registers: [registry],
+      registers,
     }),
     pushAttempts: new Counter({
       name: 'parley_push_attempts_total',
       help: 'customhttp POSTs by result: delivered, retry, gone.',
       labelNames: ['result'],
-      registers: [registry],
+      registers,
     }),
     pushOutboxDepth: new Gauge({
       name: 'parley_push_outbox_depth',
       help: 'Notifications not yet final (pending, or delivered and awaiting acknowledgement).',
-      registers: [registry],
+      registers,
     }),
-    chatSessionsCreated: new Counter({ name: 'parley_chat_sessions_created_total', help: 'Chat sessions created.', registers: [registry] }),
+    chatSessionsCreated: new Counter({ name: 'parley_chat_sessions_created_total', help: 'Chat sessions created.', registers }),
     chatMessages: new Counter({
       name: 'parley_chat_messages_total',
       help: 'Transcript Message events by sender type.',
       labelNames: ['from'],
-      registers: [registry],
+      registers,
     }),
   };
 }

@@ -121,6 +121,22 @@ describe('a gateway that cannot reach its chat server node', () => {
   });
 });
 
+describe('/metrics of a split deployment', () => {
+  it('a gateway serves its process series, not the chat server series at 0; the chat server node serves those', async () => {
+    const c = cluster();
+    const node = await c.node('201', 'tok-1');
+    const { g } = await c.gateway('tok-1');
+    await waitForNodes(g.url, 1);
+    const gateway = await (await fetch(`${g.url}/metrics`)).text();
+    expect(gateway).toContain('parley_process_cpu_seconds_total');
+    expect(gateway).not.toContain('parley_push_notifications_total');
+    expect(gateway).not.toContain('parley_chat_sessions_created_total');
+    const chatServer = await (await fetch(`${node.url}/metrics`)).text();
+    expect(chatServer).toContain('parley_push_notifications_total');
+    expect(chatServer).toContain('parley_chat_sessions_created_total');
+  });
+});
+
 describe('the receiver\u2019s health watch', () => {
   // Regression test (this was a bug, now fixed). Was: src/receiver/health-watch.ts:76 logs "chat server node unreachable" only for a URL that answered
   // at least once before (`s.alias !== undefined`). A [receiver] health-urls entry that never answers (a

@@ -32,7 +32,7 @@ export async function startGateway(config: Config, opts: { log: Logger; clock?: 
   await directory.refresh();
   directory.run();
   const link = new RemoteNodeLink(directory, { token: config.node.internalToken, timeoutMs: 15_000 });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ chatSeries: false });
   const chatApi = createChatApi({
     node: link,
     rateLimits: rateLimitsFrom(config.http, () => clock.now()),

@@ -19,7 +19,7 @@ export async function startReceiverOnly(config: Config, log: Logger): Promise<{ 
   }
   const role = createReceiverRole(config, { gatewayUrl: rc.gatewayUrl, healthUrls: rc.healthUrls, clock: systemClock, log });
   const page = await buildPage('customer');
-  const metrics = createMetrics();
+  const metrics = createMetrics({ chatSeries: false });
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const url = requestUrl(req);
     if (url === undefined) return answerBadTarget(req, res);
