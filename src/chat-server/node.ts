@@ -201,11 +201,11 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
       if (batch.length >= 64) send();
     }
     send();
-    while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id) === 0)) {
+    while (Date.now() < deadline && advice.some((a) => push.attemptsOf(a.id, a.chatId) === 0)) {
       await push.tick();
       // Parked advice (no gateway node yet) keeps attempts at 0: wait on timers, not microtasks, so that
       // the event loop goes on (a gateway node can connect meanwhile and the advice is then sent).
-      if (advice.some((a) => push.attemptsOf(a.id) === 0)) await new Promise((r) => setTimeout(r, 10));
+      if (advice.some((a) => push.attemptsOf(a.id, a.chatId) === 0)) await new Promise((r) => setTimeout(r, 10));
     }
     return advice.length;
   }

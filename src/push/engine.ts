@@ -51,13 +51,24 @@ const NO_GMS_NODE = 'no gms node found in group';
 /** Chats with no notification left are dropped from the map in one go once there are this many. */
 const PRUNE_EMPTY_CHATS = 1024;
 
+/**
+ * What the due index holds for a slot: emptied when the slot leaves the engine, so that a resend or parked
+ * entry that is not due yet does not keep the notification (its events, its payload) alive until then.
+ */
+interface Ticket {
+  slot: Slot | undefined;
+}
+
 /** A notification in this engine, and where it is. */
 interface Slot {
   n: Notification;
+  readonly ticket: Ticket;
   /** In the ready queue, not taken yet. */
   queued: boolean;
   /** Its POST is in flight. */
   running: boolean;
+  /** Taken from the ready queue while its POST was in flight (a retry due at once): scheduled again after it. */
+  retake: boolean;
   /** Left the engine (final, or the session moved): queue and index entries still pointing at it are skipped. */
   gone: boolean;
 }
@@ -84,7 +95,12 @@ export class PushEngine {
   /** Sessions whose stored outbox is being read (loadFor), and whether the client acknowledged meanwhile. */
   private readonly loadingFor = new Map<string, { acked: boolean }>();
   /** Slots due later, by nextAttemptAt (entries are checked against the slot when popped). */
-  private readonly later = new DueIndex<Slot>();
+  private readonly later = new DueIndex<Ticket>();
+  /**
+   * Slots whose session moved away (forget) while their POST was in flight. Until it ends, the same
+   * notification restored here again is not POSTed a second time, and it then takes that POST's outcome.
+   */
+  private leaving: Slot[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly pendingKicks = new Set<'microtask' | 'immediate'>();
   /** Failures of many notifications for one cause (a receiver down) are logged once per 10 s, with a count. */
@@ -114,7 +130,7 @@ export class PushEngine {
     const n = slot.n;
     if (isFinal(n)) return;
     if (n.nextAttemptAt === null) {
-      this.later.push(deliveryWindowEnd(n, this.d.policy), slot);
+      this.later.push(deliveryWindowEnd(n, this.d.policy), slot.ticket);
       return;
     }
     if (n.nextAttemptAt <= this.d.clock.now()) {
@@ -123,7 +139,7 @@ export class PushEngine {
         this.ready.push(slot);
       }
     } else {
-      this.later.push(n.nextAttemptAt, slot);
+      this.later.push(n.nextAttemptAt, slot.ticket);
     }
   }
 
@@ -144,9 +160,13 @@ export class PushEngine {
     return this.count;
   }
 
-  /** POSTs tried for a notification still active (0 = not yet); -1 when it is final or unknown. */
-  attemptsOf(id: string): number {
-    for (const chat of this.byChat.values()) for (const slot of chat.slots) if (slot.n.id === id) return slot.n.attempts;
+  /**
+   * POSTs tried for a notification still active (0 = not yet); -1 when it is final or unknown. With its
+   * chat the lookup is in that chat's list; without, every chat is searched (tests).
+   */
+  attemptsOf(id: string, chatId?: string): number {
+    const chats = chatId === undefined ? this.byChat.values() : [this.byChat.get(chatId)];
+    for (const chat of chats) for (const slot of chat?.slots ?? []) if (slot.n.id === id) return slot.n.attempts;
     return -1;
   }
 
@@ -227,7 +247,10 @@ export class PushEngine {
   forget(chatId: string): void {
     const chat = this.byChat.get(chatId);
     if (chat === undefined) return;
-    for (const slot of [...chat.slots]) this.untrack(slot);
+    for (const slot of [...chat.slots]) {
+      if (slot.running) this.leaving.push(slot);
+      this.untrack(slot);
+    }
   }
 
   /** Activity of a session: notifications parked for want of a gateway node become due again. */
@@ -260,8 +283,9 @@ export class PushEngine {
   /** One round: starts every due attempt that fits the concurrency bound; resolves when they finish. */
   async tick(): Promise<void> {
     const now = this.d.clock.now();
-    for (const { at, key: slot } of this.later.popDue(now)) {
-      if (slot.gone) continue;
+    for (const { at, key: ticket } of this.later.popDue(now)) {
+      const slot = ticket.slot;
+      if (slot === undefined || slot.gone) continue;
       const n = slot.n;
       if (n.nextAttemptAt === at) this.schedule(slot);
       else if (n.nextAttemptAt === null && !slot.running) {
@@ -275,12 +299,16 @@ export class PushEngine {
       const slot = this.ready[this.head++] as Slot;
       slot.queued = false;
       const n = slot.n;
-      if (slot.gone || isFinal(n) || n.nextAttemptAt === null || n.nextAttemptAt > now || slot.running) continue;
+      if (slot.running) slot.retake = true;
+      if (slot.gone || isFinal(n) || n.nextAttemptAt === null || n.nextAttemptAt > now || slot.running || this.isLeaving(n.id)) continue;
       slot.running = true;
       this.inFlight++;
       started.push(
         this.attempt(slot).finally(() => {
           slot.running = false;
+          if (slot.gone) this.leaving = this.leaving.filter((l) => l !== slot);
+          else if (slot.retake) this.schedule(slot);
+          slot.retake = false;
           if (--this.inFlight === 0) for (const resolve of this.drained.splice(0)) resolve();
           this.kick();
         }),
@@ -299,7 +327,13 @@ export class PushEngine {
     await Promise.all(started);
   }
 
-  private async attempt(slot: Slot): Promise<void> {
+  /** Whether a POST of notification `id` is in flight for a slot that left with its session. */
+  private isLeaving(id: string): boolean {
+    return this.leaving.length > 0 && this.leaving.some((l) => l.running && l.n.id === id);
+  }
+
+  private async attempt(taken: Slot): Promise<void> {
+    let slot = taken;
     const n = slot.n;
     const now = this.d.clock.now();
     const decision = beforeAttempt(n, now, this.d.policy);
@@ -326,7 +360,12 @@ export class PushEngine {
       outcome = { kind: 'retry', reason: err instanceof Error ? err.message : 'delivery failed' };
     }
     this.d.metrics.pushAttempts.inc({ result: outcome.kind });
-    if (slot.gone) return;
+    if (slot.gone) {
+      // The session moved away meanwhile; if it came back, the notification restored here takes the outcome.
+      const back = this.byChat.get(n.chatId)?.slots.find((other) => other.n.id === n.id);
+      if (back === undefined) return;
+      slot = back;
+    }
     const current = slot.n;
     // Its first successful POST (also when the client acknowledged it meanwhile: delivered is then <= acked).
     if (outcome.kind === 'delivered' && current.sends === 0) this.d.metrics.pushNotifications.inc({ event: 'delivered' });
@@ -372,7 +411,9 @@ export class PushEngine {
     if (chat === undefined) this.byChat.set(n.chatId, (chat = { slots: [], ended: false }));
     else if (chat.slots.length === 0) this.emptyChats--;
     if (n.chatEnded) chat.ended = true;
-    const slot: Slot = { n, queued: false, running: false, gone: false };
+    const ticket: Ticket = { slot: undefined };
+    const slot: Slot = { n, ticket, queued: false, running: false, retake: false, gone: false };
+    ticket.slot = slot;
     chat.slots.push(slot);
     this.count++;
     this.schedule(slot);
@@ -381,6 +422,7 @@ export class PushEngine {
   private untrack(slot: Slot): void {
     if (slot.gone) return;
     slot.gone = true;
+    slot.ticket.slot = undefined;
     this.count--;
     const chatId = slot.n.chatId;
     const chat = this.byChat.get(chatId);
