@@ -555,7 +555,7 @@ export async function runModel(cmds: readonly Cmd[], variant: Variant = {}): Pro
       await new Promise((r) => setImmediate(r));
       const activeStored = await store.loadActiveNotifications();
       // Only notifications asking for reliable delivery are stored (docs/push.md "Durable outbox").
-      const engineActive = [...(n.push as unknown as { active: Map<string, Notification> }).active.values()];
+      const engineActive = n.push.tracked();
       const durableIds = engineActive.filter((x) => x.subscription.resend).map((x) => x.id).sort();
       const storedIds = activeStored.map((x) => x.id).sort();
       if (JSON.stringify(durableIds) !== JSON.stringify(storedIds)) v(`push engine's active reliable notifications ${JSON.stringify(durableIds)} != the store's ${JSON.stringify(storedIds)}`);

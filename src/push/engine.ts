@@ -160,6 +160,13 @@ export class PushEngine {
     return this.count;
   }
 
+  /** Every notification still active here (checks and tests). */
+  tracked(): Notification[] {
+    const all: Notification[] = [];
+    for (const chat of this.byChat.values()) for (const slot of chat.slots) all.push(slot.n);
+    return all;
+  }
+
   /**
    * POSTs tried for a notification still active (0 = not yet); -1 when it is final or unknown. With its
    * chat the lookup is in that chat's list; without, every chat is searched (tests).
