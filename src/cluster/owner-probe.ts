@@ -4,12 +4,20 @@
  * whatever its pid (it may have just restarted and not re-registered yet); a refused connection, or another
  * app answering there, is dead; a reset, slow or timed-out answer falls back to the heartbeat (refusing a
  * little longer is safe, and write fencing keeps two owners from ever both writing).
+ *
+ * Either answer is kept for a second: restoring a dead node's sessions asks this for each of them, and a
+ * connection attempt per session was a tenth of the restoring node's CPU. A node that comes back within
+ * that second and loses a session to the restore only sees it move (the claim is fenced by epoch).
  */
 import { request } from 'undici';
 import type { NodeDirectory } from './node-directory.ts';
 
-export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500): (owner: string) => Promise<boolean> {
-  const aliveCache = new Map<string, number>();
+/** How long a probe's answer stands. */
+const PROBE_KEPT_MS = 1000;
+
+export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500, now: () => number = Date.now): (owner: string) => Promise<boolean> {
+  /** Owner -> its last probe: when, and whether it was alive. */
+  const probed = new Map<string, { at: number; alive: boolean; process: string }>();
   return async (owner) => {
     let node = directory.get(owner);
     if (node === undefined) {
@@ -18,8 +26,10 @@ export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500): (owne
       node = directory.get(owner);
     }
     if (node === undefined) return false;
-    const seen = aliveCache.get(owner);
-    if (seen !== undefined && Date.now() - seen < 1000) return true;
+    // Kept only for the node as it is registered now (a new registration is a new process: probe it).
+    const process = `${node.url} ${node.pid} ${node.startedAt}`;
+    const seen = probed.get(owner);
+    if (seen !== undefined && seen.process === process && now() - seen.at < PROBE_KEPT_MS) return seen.alive;
     let alive: boolean;
     try {
       // A fresh connection (reset): a reused keep-alive socket the peer closed must not look like a death.
@@ -31,11 +41,8 @@ export function probingIsAlive(directory: NodeDirectory, timeoutMs = 500): (owne
       const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code;
       alive = code === 'ECONNREFUSED' ? false : directory.isAlive(owner);
     }
-    if (alive) aliveCache.set(owner, Date.now());
-    else {
-      aliveCache.delete(owner);
-      directory.suspect(owner, 10_000);
-    }
+    probed.set(owner, { at: now(), alive, process });
+    if (!alive) directory.suspect(owner, 10_000);
     return alive;
   };
 }

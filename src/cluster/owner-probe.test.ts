@@ -1,0 +1,86 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { NodeRecord } from '../store/port.ts';
+import type { NodeDirectory } from './node-directory.ts';
+import { probingIsAlive } from './owner-probe.ts';
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+/** A health endpoint answering as app `appDbid`, counting its requests. */
+async function health(appDbid: string, port = 0): Promise<{ port: number; hits: () => number }> {
+  let hits = 0;
+  const s = createServer((_req, res) => {
+    hits++;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ app_dbid: appDbid, accepting: true }));
+  });
+  servers.push(s);
+  await new Promise<void>((r) => s.listen(port, '127.0.0.1', r));
+  return { port: (s.address() as AddressInfo).port, hits: () => hits };
+}
+
+/** A port where nothing listens (taken and given back). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function directoryWith(record: NodeRecord): NodeDirectory & { suspected: string[] } {
+  const suspected: string[] = [];
+  return {
+    suspected,
+    get: (id: string) => (id === record.appDbid ? record : undefined),
+    refresh: async () => undefined,
+    isAlive: () => true,
+    suspect: (id: string) => void suspected.push(id),
+  } as unknown as NodeDirectory & { suspected: string[] };
+}
+
+describe('probingIsAlive', () => {
+  it('a refused connection is dead, and that answer stands for a second: no connection per restored session', async () => {
+    const port = await freePort();
+    const dir = directoryWith({ appDbid: '201', pid: 1, url: `http://127.0.0.1:${port}`, startedAt: 1, heartbeatAt: 1 });
+    let now = 1_000;
+    const isAlive = probingIsAlive(dir, 500, () => now);
+    expect(await isAlive('201')).toBe(false);
+    expect(dir.suspected).toEqual(['201']);
+    // The node answers again on its port: within the second the dead answer stands, without a connection.
+    const h = await health('201', port);
+    for (let i = 0; i < 50; i++) expect(await isAlive('201')).toBe(false);
+    expect(h.hits()).toBe(0);
+    now += 1_000;
+    expect(await isAlive('201')).toBe(true);
+    expect(h.hits()).toBe(1);
+    for (let i = 0; i < 50; i++) expect(await isAlive('201')).toBe(true);
+    expect(h.hits()).toBe(1);
+  });
+
+  it('a new registration of the owner (another pid) is probed at once, whatever was kept', async () => {
+    const port = await freePort();
+    const record = { appDbid: '201', pid: 1, url: `http://127.0.0.1:${port}`, startedAt: 1, heartbeatAt: 1 };
+    const dir = directoryWith(record);
+    const isAlive = probingIsAlive(dir, 500, () => 1_000);
+    expect(await isAlive('201')).toBe(false);
+    const h = await health('201', port);
+    Object.assign(record, { pid: 2, startedAt: 2 });
+    expect(await isAlive('201')).toBe(true);
+    expect(h.hits()).toBe(1);
+  });
+
+  it('another app answering at the owner address is dead; an unknown owner is dead', async () => {
+    const other = await health('999');
+    const dir = directoryWith({ appDbid: '201', pid: 1, url: `http://127.0.0.1:${other.port}`, startedAt: 1, heartbeatAt: 1 });
+    const isAlive = probingIsAlive(dir, 500, () => 1_000);
+    expect(await isAlive('201')).toBe(false);
+    expect(await isAlive('nobody')).toBe(false);
+  });
+});
