@@ -76,6 +76,35 @@ describe('probingIsAlive', () => {
     expect(h.hits()).toBe(1);
   });
 
+  it('restores asking at the same time share one probe: one connection, not one each', async () => {
+    let connections = 0;
+    const s = createServer((_req, res) => {
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ app_dbid: '201', accepting: true })), 30);
+    });
+    s.on('connection', () => connections++);
+    servers.push(s);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as AddressInfo).port;
+    const isAlive = probingIsAlive(directoryWith({ appDbid: '201', pid: 1, url: `http://127.0.0.1:${port}`, startedAt: 1, heartbeatAt: 1 }), 500, () => 1_000);
+    expect(await Promise.all(Array.from({ length: 20 }, () => isAlive('201')))).toEqual(Array.from({ length: 20 }, () => true));
+    expect(connections).toBe(1);
+  });
+
+  it('a probe that outlives a new registration of the owner leaves the new one alone', async () => {
+    const port = await freePort();
+    const record = { appDbid: '201', pid: 1, url: `http://127.0.0.1:${port}`, startedAt: 1, heartbeatAt: 1 };
+    const dir = directoryWith(record);
+    const isAlive = probingIsAlive(dir, 500, () => 1_000);
+    const old = isAlive('201');
+    // Re-registered (another pid) while the old registration's probe is under way.
+    record.pid = 2;
+    expect(await old).toBe(false);
+    expect(dir.suspected).toEqual([]);
+    const h = await health('201', port);
+    expect(await isAlive('201')).toBe(true);
+    expect(h.hits()).toBe(1);
+  });
+
   it('another app answering at the owner address is dead; an unknown owner is dead', async () => {
     const other = await health('999');
     const dir = directoryWith({ appDbid: '201', pid: 1, url: `http://127.0.0.1:${other.port}`, startedAt: 1, heartbeatAt: 1 });

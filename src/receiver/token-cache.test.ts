@@ -78,6 +78,20 @@ describe('[receiver] ended-retention: ended chats leave the token cache after th
     expect(cache.purgeEnded(5 * DAY + 1)).toBe(1);
   });
 
+  it('ended rows written without an end time (an older version after a downgrade) get one at the next open', () => {
+    const first = open();
+    first.put(session('x', true));
+    first.close();
+    caches.splice(caches.indexOf(first), 1);
+    const db = new Database(join(dir, 'tokens.db'));
+    db.prepare('UPDATE receiver_sessions SET ended_at = NULL').run();
+    db.close();
+    now = 9 * DAY;
+    const cache = open();
+    expect(cache.purgeEnded(9 * DAY)).toBe(0);
+    expect(cache.purgeEnded(9 * DAY + 1)).toBe(1);
+  });
+
   it('the receiver deletes them at its first tick and then once an hour', async () => {
     const cache = open();
     cache.put(session('a', true));

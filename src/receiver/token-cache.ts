@@ -59,13 +59,10 @@ export class TokenCache {
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
     const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('receiver_sessions') as string[];
-    if (!columns.includes('ended_at')) {
-      // A cache from before the retention: its ended chats count as ended now (kept one more retention).
-      this.db.transaction(() => {
-        this.db.exec(ENDED_AT);
-        this.db.prepare('UPDATE receiver_sessions SET ended_at = ? WHERE ended = 1').run(now());
-      })();
-    }
+    if (!columns.includes('ended_at')) this.db.exec(ENDED_AT);
+    // Ended chats without an end time (a cache from before the retention, or rows an older version wrote
+    // after a downgrade) count as ended now: kept one more retention, then deleted like the others.
+    this.db.prepare('UPDATE receiver_sessions SET ended_at = ? WHERE ended = 1 AND ended_at IS NULL').run(now());
     // ended_at is set when a session is first stored as ended and kept after that.
     this.upsert = this.db.prepare(
       `INSERT INTO receiver_sessions (browser_token, device_id, chat_id, alias, ended, doc, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)
