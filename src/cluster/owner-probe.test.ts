@@ -1,16 +1,20 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../store/port.ts';
 import type { NodeDirectory } from './node-directory.ts';
 import { probingIsAlive } from './owner-probe.ts';
 
 const servers: Server[] = [];
+const netServers: NetServer[] = [];
+const sockets: Socket[] = [];
 afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
     await new Promise((r) => s.close(r));
   }
+  for (const s of netServers.splice(0)) await new Promise((r) => s.close(r));
 });
 
 /** A health endpoint answering as app `appDbid`, counting its requests. */
@@ -34,13 +38,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function directoryWith(record: NodeRecord): NodeDirectory & { suspected: string[] } {
+/** A port that accepts connections and never answers (a hung node). */
+async function silentPort(): Promise<number> {
+  const s = createNetServer((sock) => void sockets.push(sock));
+  netServers.push(s);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return (s.address() as AddressInfo).port;
+}
+
+function directoryWith(record: NodeRecord, heartbeatAlive: () => boolean = () => true): NodeDirectory & { suspected: string[] } {
   const suspected: string[] = [];
   return {
     suspected,
     get: (id: string) => (id === record.appDbid ? record : undefined),
     refresh: async () => undefined,
-    isAlive: () => true,
+    isAlive: () => heartbeatAlive(),
     suspect: (id: string) => void suspected.push(id),
   } as unknown as NodeDirectory & { suspected: string[] };
 }
@@ -111,5 +123,32 @@ describe('probingIsAlive', () => {
     const isAlive = probingIsAlive(dir, 500, () => 1_000);
     expect(await isAlive('201')).toBe(false);
     expect(await isAlive('nobody')).toBe(false);
+  });
+});
+
+describe('the owner probe keeps a dead answer for the owner’s current registration', () => {
+  it('a node that registers again at a new address (same pid and start) is probed there at once', async () => {
+    const dead = await freePort();
+    const record: { -readonly [K in keyof NodeRecord]: NodeRecord[K] } = { appDbid: '201', pid: 7, url: `http://127.0.0.1:${dead}`, startedAt: 1, heartbeatAt: 1 };
+    const isAlive = probingIsAlive(directoryWith(record, () => true), 500, () => 1_000);
+    expect(await isAlive('201')).toBe(false);
+    const h = await health('201');
+    record.url = `http://127.0.0.1:${h.port}`;
+    expect(await isAlive('201')).toBe(true);
+    expect(h.hits()).toBe(1);
+  });
+
+  it('a timed-out probe defers to the heartbeat (alive), and that answer stands for a second', async () => {
+    const port = await silentPort();
+    let heartbeat = true;
+    let now = 1_000;
+    const dir = directoryWith({ appDbid: '201', pid: 7, url: `http://127.0.0.1:${port}`, startedAt: 1, heartbeatAt: 1 }, () => heartbeat);
+    const isAlive = probingIsAlive(dir, 100, () => now);
+    expect(await isAlive('201')).toBe(true);
+    heartbeat = false;
+    expect(await isAlive('201')).toBe(true);
+    now += 1_000;
+    expect(await isAlive('201')).toBe(false);
+    expect(dir.suspected).toEqual(['201']);
   });
 });

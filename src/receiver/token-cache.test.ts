@@ -37,6 +37,15 @@ describe('[receiver] ended-retention: ended chats leave the token cache after th
     return c;
   };
 
+  /** A cache file as written before the retention (no ended_at), with one ended chat 'legacy'. */
+  const legacyCache = () => {
+    const db = new Database(join(dir, 'tokens.db'));
+    db.exec(`CREATE TABLE receiver_sessions (browser_token TEXT PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, chat_id TEXT NOT NULL,
+      alias TEXT NOT NULL, ended INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;`);
+    db.prepare('INSERT INTO receiver_sessions VALUES (?, ?, ?, ?, 1, ?)').run('legacy', 'dev-legacy', 'chat-legacy', '117', JSON.stringify(session('legacy', true)));
+    db.close();
+  };
+
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'parley-tokens-'));
     now = 1_000;
@@ -65,12 +74,7 @@ describe('[receiver] ended-retention: ended chats leave the token cache after th
   });
 
   it('a cache from before the retention: its ended chats are kept one more retention from the upgrade', () => {
-    const path = join(dir, 'tokens.db');
-    const db = new Database(path);
-    db.exec(`CREATE TABLE receiver_sessions (browser_token TEXT PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, chat_id TEXT NOT NULL,
-      alias TEXT NOT NULL, ended INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;`);
-    db.prepare('INSERT INTO receiver_sessions VALUES (?, ?, ?, ?, 1, ?)').run('legacy', 'dev-legacy', 'chat-legacy', '117', JSON.stringify(session('legacy', true)));
-    db.close();
+    legacyCache();
     now = 5 * DAY;
     const cache = open();
     expect(cache.purgeEnded(5 * DAY)).toBe(0);
@@ -90,6 +94,46 @@ describe('[receiver] ended-retention: ended chats leave the token cache after th
     const cache = open();
     expect(cache.purgeEnded(9 * DAY)).toBe(0);
     expect(cache.purgeEnded(9 * DAY + 1)).toBe(1);
+  });
+
+  it('a chat that ended, ran again and ended again counts from its last end', () => {
+    const cache = open();
+    cache.put(session('a', true));
+    now = 2 * DAY;
+    cache.put(session('a', false));
+    now = 3 * DAY;
+    cache.put(session('a', true));
+    expect(cache.purgeEnded(2 * DAY + 1)).toBe(0);
+    expect(cache.purgeEnded(3 * DAY + 1)).toBe(1);
+  });
+
+  it('the upgrade of an older cache happens once: a restart does not move the end time of its ended chats', () => {
+    legacyCache();
+    now = 5 * DAY;
+    open().close();
+    caches.splice(0);
+    now = 9 * DAY;
+    const cache = open();
+    expect(cache.purgeEnded(5 * DAY)).toBe(0);
+    expect(cache.purgeEnded(5 * DAY + 1)).toBe(1);
+  });
+
+  it('a browser coming back within the retention gets its ended chat; after the purge the token is unknown', async () => {
+    const cache = open();
+    cache.put(session('gone', true));
+    const receiver = new Receiver(
+      cache,
+      { service: 'svc' } as unknown as GatewayClient,
+      { now: () => now },
+      { nodeGroup: 'g', pingIntervalMs: 1_800_000, endedRetentionMs: DAY, restoreConcurrency: 1, random: () => 0.5, newToken: () => 't', newDeviceId: () => 'd' },
+      silentLogger,
+    );
+    now = DAY;
+    await receiver.tick();
+    expect(receiver.session('gone').ended).toBe(true);
+    now = DAY + 3_600_000;
+    await receiver.tick();
+    expect(() => receiver.session('gone')).toThrow(expect.objectContaining({ code: 'ACCESS_DENIED' }));
   });
 
   it('the receiver deletes them at its first tick and then once an hour', async () => {
