@@ -157,9 +157,9 @@ export class OriginPool {
       this.queue = waiting;
       for (const j of late) settle(j, { error: 'timeout' });
     }
-    const over = this.idle.filter((conn) => this.idleOver(conn, now));
+    const [over, kept] = partition(this.idle, (conn) => this.idleOver(conn, now));
     if (over.length === 0) return;
-    this.idle.splice(0, this.idle.length, ...this.idle.filter((conn) => !over.includes(conn)));
+    this.idle.splice(0, this.idle.length, ...kept);
     for (const conn of over) conn.socket.destroy();
   }
 
