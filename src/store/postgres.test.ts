@@ -300,15 +300,20 @@ describe('PostgreSQL store', () => {
       expect(settled.status).toBe('fulfilled');
       const [first, ...rest] = (settled as PromiseFulfilledResult<PromiseSettledResult<unknown>[]>).value;
       expect(rest.length).toBeGreaterThan(0);
-      expect(first?.status).toBe('rejected');
-      expect((first as PromiseRejectedResult).reason).toMatchObject({ code: 'UNAVAILABLE' });
+      // The change waiting for the lock is refused UNAVAILABLE when its backend is terminated. Rarely the lock
+      // holder's backend goes first and the change commits just before its own: clean as well, and stored.
+      if (first?.status === 'rejected') expect(first.reason).toMatchObject({ code: 'UNAVAILABLE' });
+      else expect(first?.status).toBe('fulfilled');
       // Issued while the server was going down or starting: some fail, each with an Error, none hangs.
       expect(rest.some((r) => r.status === 'rejected')).toBe(true);
       for (const r of rest) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(Error);
 
       // The same store object, without reopening: the pool replaced its broken connections.
-      expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
-      await store.recordChange(j);
+      if (first?.status === 'rejected') {
+        expect(await store.loadSession(c.session.chatId)).toEqual(c.session);
+        await store.recordChange(j);
+      }
+      expect(await store.loadSession(c.session.chatId)).toEqual(j.session);
       expect((await store.loadEvents(c.session.chatId, 1)).map((e) => e.index)).toEqual([1, 2, 3]);
       const more = await Promise.all(Array.from({ length: 8 }, () => store.listOpenSessions()));
       expect(more.every((l) => l.length === 1)).toBe(true);
