@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { AgentClient } from './helpers.ts';
+import { freePort } from './support/ports.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -94,14 +95,6 @@ function writeConfig(dir: string, extra = ''): string {
       `[chat.customer-support]\n[agent.alice]\npassword = alice-secret\n${extra}`,
   );
   return path;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('bad configuration and arguments', () => {

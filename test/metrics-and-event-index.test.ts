@@ -6,14 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openSession, say } from '../src/chat/session.ts';
 import { createMetrics } from '../src/metrics.ts';
 import type { Store } from '../src/store/port.ts';
 import { openPostgresStore } from '../src/store/postgres.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
-import { usePostgresServer } from './support/postgres-server.ts';
+import { usePostgresAdmin } from './support/postgres-server.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // /metrics of gateway and receiver processes
@@ -35,11 +34,7 @@ describe('chat series off for a gateway or receiver process', () => {
 // Every event index of a change is checked (SQLite and PostgreSQL)
 // ---------------------------------------------------------------------------------------------------------
 
-const pgServer = usePostgresServer();
-const pgAdmin: { pool?: pg.Pool } = {};
-afterAll(async () => {
-  await pgAdmin.pool?.end();
-});
+const pgServer = usePostgresAdmin();
 
 let seq = 0;
 function chat() {
@@ -59,8 +54,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       } else {
         const schema = randomUUID();
         store = await openPostgresStore({ url: pgServer.url, poolSize: 2, schema });
-        pgAdmin.pool ??= new pg.Pool({ connectionString: pgServer.url, max: 1 });
-        cleanup = async () => void (await pgAdmin.pool?.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`));
+        cleanup = () => pgServer.dropSchema(schema);
       }
     });
     afterEach(async () => {

@@ -4,7 +4,6 @@
  * `startGateway` roles in this process on one SQLite file, real HTTP on 127.0.0.1 port 0, memory loggers.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { HealthWatch } from '../src/receiver/health-watch.ts';
 import { startChatServer, type RunningNode } from '../src/roles/chat-server.ts';
 import { startGateway } from '../src/roles/gateway.ts';
 import { BASE_INI, memoryLogger, postForm, SERVICE } from './helpers.ts';
+import { freePort } from './support/ports.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -21,15 +21,6 @@ afterEach(async () => {
 
 type Lines = ReturnType<typeof memoryLogger>['lines'];
 const loud = (lines: Lines) => lines.filter((l) => l.level === 'warn' || l.level === 'error');
-
-/** A port on 127.0.0.1 where nothing listens (connections are refused). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function cluster() {
   const dir = mkdtempSync(join(tmpdir(), 'parley-ops2-'));
@@ -71,7 +62,7 @@ describe('a gateway that cannot reach its chat server node', () => {
   // its URL did not answer, naming the node.
   it('customers get 503 and the gateway logs which node it could not reach', async () => {
     const c = cluster();
-    const port = await closedPort();
+    const port = await freePort();
     await c.node('201', 'tok-1', `url = http://127.0.0.1:${port}`);
     const { g, log } = await c.gateway('tok-1');
     await waitForNodes(g.url, 1);
@@ -145,7 +136,7 @@ describe('the receiver\u2019s health watch', () => {
   // receiver watches the nodes' /health") never happens. Right: after `health-failures` failed polls the
   // URL is logged (warn), once.
   it('a health URL that never answered is logged after health-failures polls', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const log = memoryLogger();
     const lost: string[] = [];
     const url = `http://127.0.0.1:${port}/health`;

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { freePort } from './support/ports.ts';
 import Database from 'better-sqlite3';
 import { WebSocket } from 'ws';
 import type { ChatEvent } from '../src/chat/types.ts';
@@ -14,14 +14,7 @@ import type { ReceiverRole } from '../src/roles/receiver-role.ts';
 import { memoryLogger, startTestServer, type TestServer } from './helpers.ts';
 import { pushIni } from './receiver-fixture.ts';
 
-/** A TCP port that was free a moment ago (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

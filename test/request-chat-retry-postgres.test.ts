@@ -3,8 +3,7 @@
  * (test/support/postgres-server.ts), a schema per test, real chat server nodes each with its own pool.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ClientReply } from '../src/chat-server/client-ops.ts';
 import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
 import { ManualClock } from '../src/clock.ts';
@@ -15,28 +14,19 @@ import { silentLogger } from '../src/log.ts';
 import type { Store } from '../src/store/port.ts';
 import { openPostgresStore } from '../src/store/postgres.ts';
 import { BASE_INI, SERVICE } from './helpers.ts';
-import { usePostgresServer } from './support/postgres-server.ts';
+import { usePostgresAdmin } from './support/postgres-server.ts';
 
-const server = usePostgresServer();
-let admin: pg.Pool;
+const server = usePostgresAdmin();
 let schema: string;
 let alive: Set<string>;
 const clock = new ManualClock();
 const stores: Store[] = [];
 const nodes: ChatNode[] = [];
 
-beforeAll(() => {
-  admin = new pg.Pool({ connectionString: server.url, max: 2, connectionTimeoutMillis: 5000 });
-});
-
-afterAll(async () => {
-  await admin.end();
-});
-
 afterEach(async () => {
   for (const n of nodes.splice(0)) await n.close();
   for (const s of stores.splice(0)) await s.close();
-  await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+  await server.dropSchema(schema);
 });
 
 async function makeNode(appDbid: string): Promise<{ node: ChatNode; store: Store }> {

@@ -8,8 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentAccount } from '../src/chat-server/agent-directory.ts';
 import { buildChatNode, type ChatNode } from '../src/chat-server/node.ts';
 import { catchUp } from '../src/chat/catch-up.ts';
@@ -23,18 +22,9 @@ import type { Store } from '../src/store/port.ts';
 import { openPostgresStore } from '../src/store/postgres.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
 import { BASE_INI, SERVICE, getHealth, postForm, startTestServer, type TestServer } from './helpers.ts';
-import { usePostgresServer } from './support/postgres-server.ts';
+import { usePostgresAdmin } from './support/postgres-server.ts';
 
-const server = usePostgresServer();
-let admin: pg.Pool;
-
-beforeAll(() => {
-  admin = new pg.Pool({ connectionString: server.url, max: 2, connectionTimeoutMillis: 5000 });
-});
-
-afterAll(async () => {
-  await admin.end();
-});
+const server = usePostgresAdmin();
 
 const ALICE: AgentAccount = { agentId: 'alice', name: 'Alice', password: 'alice-secret', maxChats: 2 };
 const IDLE_INI = '[settings]\nflex-disconnect-timeout = 3600\n[inactivity-control]\nenabled = true\ntimeout-alert = 60\ntimeout-close = 30\n';
@@ -67,7 +57,7 @@ describe.each(['sqlite', 'postgres'] as const)('chat server nodes over the %s st
     for (const n of nodes.splice(0)) await n.close();
     for (const s of stores.splice(0)) await s.close();
     rmSync(dir, { recursive: true, force: true });
-    await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+    await server.dropSchema(schema);
   });
 
   async function openStore(): Promise<Store> {
@@ -215,7 +205,7 @@ describe.each(['sqlite', 'postgres'] as const)('the whole process over HTTP on t
     await srv?.close();
     srv = undefined;
     // The process uses the server's default schema (public) of this file's own PostgreSQL server.
-    if (kind === 'postgres') await admin.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
+    if (kind === 'postgres') await server.admin.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
   });
 
   const start = async (): Promise<TestServer> =>

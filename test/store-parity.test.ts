@@ -8,8 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { catchUp } from '../src/chat/catch-up.ts';
 import { notificationFor, type Notification } from '../src/chat/notification.ts';
 import { agentJoin, openSession, say } from '../src/chat/session.ts';
@@ -18,18 +17,9 @@ import { ParleyError } from '../src/errors.ts';
 import type { ChangeRecord, Store } from '../src/store/port.ts';
 import { openPostgresStore } from '../src/store/postgres.ts';
 import { openSqliteStore } from '../src/store/sqlite.ts';
-import { usePostgresServer } from './support/postgres-server.ts';
+import { usePostgresAdmin } from './support/postgres-server.ts';
 
-const server = usePostgresServer();
-let admin: pg.Pool;
-
-beforeAll(() => {
-  admin = new pg.Pool({ connectionString: server.url, max: 2, connectionTimeoutMillis: 5000 });
-});
-
-afterAll(async () => {
-  await admin.end();
-});
+const server = usePostgresAdmin();
 
 interface Backend {
   /** Another store instance on the same database (another process, or another node). */
@@ -50,7 +40,7 @@ const BACKENDS: Record<'sqlite' | 'postgres', () => Backend> = {
     return {
       open: () => openPostgresStore({ url: server.url, poolSize: 4, schema }),
       cleanup: async () => {
-        await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+        await server.dropSchema(schema);
       },
     };
   },

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { NodeRecord } from '../store/port.ts';
 import type { NodeDirectory } from './node-directory.ts';
 import { probingIsAlive } from './owner-probe.ts';
+import { freePort } from '../../test/support/ports.ts';
 
 const servers: Server[] = [];
 const netServers: NetServer[] = [];
@@ -27,15 +28,6 @@ async function health(appDbid: string, port = 0): Promise<{ port: number; hits: 
   servers.push(s);
   await new Promise<void>((r) => s.listen(port, '127.0.0.1', r));
   return { port: (s.address() as AddressInfo).port, hits: () => hits };
-}
-
-/** A port where nothing listens (taken and given back). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** A port that accepts connections and never answers (a hung node). */

@@ -7,9 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { usePostgresServer } from '../../test/support/postgres-server.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { usePostgresAdmin } from '../../test/support/postgres-server.ts';
 import { notificationFor } from '../chat/notification.ts';
 import { agentJoin, openSession, say } from '../chat/session.ts';
 import type { Change, Session } from '../chat/types.ts';
@@ -18,15 +17,7 @@ import type { Store } from './port.ts';
 import { openPostgresStore } from './postgres.ts';
 import { openSqliteStore } from './sqlite.ts';
 
-const server = usePostgresServer();
-let admin: pg.Pool;
-beforeAll(() => {
-  admin = new pg.Pool({ connectionString: server.url, max: 2 });
-  admin.on('error', () => undefined);
-});
-afterAll(async () => {
-  await admin.end();
-});
+const server = usePostgresAdmin();
 
 interface Pair {
   a: Store;
@@ -68,7 +59,7 @@ async function postgresPair(): Promise<Pair> {
     b: await open(),
     reopen: open,
     cleanup: async () => {
-      await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+      await server.dropSchema(schema);
     },
   };
   cleanups.push(pair.cleanup);

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { usePostgresServer } from '../../test/support/postgres-server.ts';
+import { describe, expect, it } from 'vitest';
+import { usePostgresAdmin } from '../../test/support/postgres-server.ts';
 import { afterAttempt, notificationFor, type Notification } from '../chat/notification.ts';
 import { agentJoin, openSession, say } from '../chat/session.ts';
 import type { Change } from '../chat/types.ts';
@@ -11,21 +11,8 @@ import { describeStoreConformance } from './conformance.ts';
 import type { Store } from './port.ts';
 import { openPostgresStore } from './postgres.ts';
 
-const server = usePostgresServer();
-let admin: pg.Pool;
-
-beforeAll(() => {
-  admin = new pg.Pool({ connectionString: server.url, max: 2, connectionTimeoutMillis: 5000 });
-  admin.on('error', () => undefined); // the restart test cuts its idle connections
-});
-
-afterAll(async () => {
-  await admin.end();
-});
-
-async function dropSchema(schema: string): Promise<void> {
-  await admin.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
-}
+const server = usePostgresAdmin();
+const dropSchema = (schema: string): Promise<void> => server.dropSchema(schema);
 
 const open = (schema: string, extra: Partial<Parameters<typeof openPostgresStore>[0]> = {}): Promise<Store> =>
   openPostgresStore({ url: server.url, poolSize: 4, schema, ...extra });
@@ -129,7 +116,7 @@ describe('PostgreSQL store', () => {
     try {
       const stores = await Promise.all([open(schema), open(schema), open(schema), open(schema)]);
       const again = await open(schema);
-      const versions = await admin.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.parley_migrations ORDER BY version`);
+      const versions = await server.admin.query(`SELECT version FROM ${pg.escapeIdentifier(schema)}.parley_migrations ORDER BY version`);
       expect(versions.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
       const c = newSession();
       await stores[0]?.createSession(c);
@@ -137,7 +124,7 @@ describe('PostgreSQL store', () => {
       expect(await again.loadEvents(c.session.chatId, 1)).toEqual(c.events);
       await Promise.all([...stores, again].map((s) => s.close()));
       // The tables live in the schema, not in public.
-      const inPublic = await admin.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename = 'sessions'");
+      const inPublic = await server.admin.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename = 'sessions'");
       expect(inPublic.rows[0]).toEqual({ n: 0 });
     } finally {
       await dropSchema(schema);
@@ -281,7 +268,7 @@ describe('PostgreSQL store', () => {
       const j = agentJoin(c.session, { agentId: 'a', nickname: 'Bob' }, 2000);
       const inflight = settle(store.recordChange(j));
       for (let i = 0; i < 50; i++) {
-        const waiting = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'parley' AND wait_event_type = 'Lock'");
+        const waiting = await server.admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'parley' AND wait_event_type = 'Lock'");
         if (waiting.rows[0]?.n === 1) break;
         await new Promise((r) => setTimeout(r, 20));
       }

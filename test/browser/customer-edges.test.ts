@@ -3,13 +3,13 @@
  * Parley whose pushes reach its own receiver. `[http] max-field-length` is small here (2000) so that the
  * chat server refuses a long message deterministically (a failed send).
  */
-import { createServer, type AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
 import { msg, openCustomerPage, startChat, watch } from './customer-page.ts';
 import { launchChromium } from './chromium.ts';
+import { freePort } from '../support/ports.ts';
 
 let srv: TestServer;
 let browser: Browser;
@@ -18,17 +18,6 @@ let emma: AgentClient;
 let contexts: BrowserContext[] = [];
 
 const MAX_FIELD = 2000;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   const port = await freePort();

@@ -3,29 +3,18 @@
  * pushes reach its own receiver: two tabs of one chat, text shown as text, a server restart, and what the
  * page allows once the chat ended.
  */
-import { createServer, type AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
 import { msg, openCustomerPage, startChat, watch } from './customer-page.ts';
 import { launchChromium } from './chromium.ts';
+import { freePort } from '../support/ports.ts';
 
 let srv: TestServer;
 let browser: Browser;
 let alice: AgentClient;
 let contexts: BrowserContext[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   const port = await freePort();

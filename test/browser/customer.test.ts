@@ -4,13 +4,13 @@
  * REST API (AgentClient), so nothing here depends on the desk. Screenshots go to docs/images/customer-*.png with UPDATE_SCREENSHOTS=1.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
 import { launchChromium, SCREENSHOTS } from './chromium.ts';
+import { freePort } from '../support/ports.ts';
 
 const IMAGES = SCREENSHOTS;
 
@@ -27,18 +27,6 @@ let browser: Browser;
 let alice: AgentClient;
 let bob: AgentClient;
 const contexts: BrowserContext[] = [];
-
-/** A port that is free now: the server must know its own URL (the push target) before it starts. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   mkdirSync(IMAGES, { recursive: true });

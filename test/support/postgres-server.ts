@@ -11,11 +11,11 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rmdir, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
+import { freePort } from './ports.ts';
 
 export interface PostgresServer {
   /** postgres://postgres@127.0.0.1:PORT/parley */
@@ -168,18 +168,6 @@ function asServerUser(argv: readonly string[]): [string, string[]] {
   return [onPath('su') ?? '/bin/su', ['postgres', '-s', '/bin/sh', '-c', argv.map(shellQuote).join(' ')]];
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 export async function startPostgres(): Promise<PostgresServer> {
   const bin = await ensureBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'parley-pg-'));
@@ -305,6 +293,41 @@ export function usePostgresServer(): { readonly url: string; readonly server: Po
     },
     get server() {
       return get();
+    },
+  };
+}
+
+/**
+ * The test server and an admin pool on it for a whole test file: checks on the database, and `dropSchema`
+ * for the schema each test store was opened in. Idle admin connections cut by a server restart are ignored.
+ */
+export function usePostgresAdmin(): { readonly url: string; readonly server: PostgresServer; readonly admin: pg.Pool; dropSchema(schema: string): Promise<void> } {
+  const pgServer = usePostgresServer();
+  let pool: pg.Pool | undefined;
+  beforeAll(() => {
+    pool = new pg.Pool({ connectionString: pgServer.url, max: 2, connectionTimeoutMillis: 5000 });
+    pool.on('error', () => undefined);
+  });
+  afterAll(async () => {
+    await pool?.end();
+    pool = undefined;
+  });
+  const admin = (): pg.Pool => {
+    if (pool === undefined) throw new Error('the admin pool is open only inside tests and hooks');
+    return pool;
+  };
+  return {
+    get url() {
+      return pgServer.url;
+    },
+    get server() {
+      return pgServer.server;
+    },
+    get admin() {
+      return admin();
+    },
+    async dropSchema(schema: string) {
+      await admin().query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
     },
   };
 }
