@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 const DEFAULT_PATH = '/usr/bin/chromium';
 
@@ -58,3 +58,8 @@ export async function launchChromium(): Promise<Browser> {
  */
 export const SCREENSHOTS =
   process.env['UPDATE_SCREENSHOTS'] === '1' ? join(import.meta.dirname, '..', '..', 'docs', 'images') : mkdtempSync(join(tmpdir(), 'parley-shots-'));
+
+/** Runs a JavaScript expression in the page (a string: these files are type-checked without the DOM lib). */
+export function js<T>(page: Page, expression: string): Promise<T> {
+  return page.evaluate(expression) as Promise<T>;
+}

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
 import { msg, openCustomerPage, startChat, watch } from './customer-page.ts';
-import { launchChromium } from './chromium.ts';
+import { js, launchChromium } from './chromium.ts';
 import { freePort } from '../support/ports.ts';
 
 let srv: TestServer;
@@ -56,9 +56,6 @@ async function openCustomer(errors: string[]): Promise<{ context: BrowserContext
   return openCustomerPage(browser, srv.url, contexts, errors);
 }
 
-function js<T>(page: Page, expression: string): Promise<T> {
-  return page.evaluate(expression) as Promise<T>;
-}
 
 async function indexes(page: Page): Promise<number[]> {
   return js(page, `[...document.querySelectorAll('#transcript li[data-index]')].map((e) => Number(e.dataset.index))`);

@@ -9,7 +9,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, startTestServer, type TestServer } from '../helpers.ts';
 import { pushIni } from '../receiver-fixture.ts';
-import { launchChromium, SCREENSHOTS } from './chromium.ts';
+import { js, launchChromium, SCREENSHOTS } from './chromium.ts';
 import { freePort } from '../support/ports.ts';
 
 const IMAGES = SCREENSHOTS;
@@ -94,10 +94,6 @@ async function startChat(page: Page, name: string, subject: string): Promise<str
   return (await saved(page)).chatId;
 }
 
-/** Runs a JavaScript expression in the page (a string: this file is type-checked without the DOM lib). */
-function js<T>(page: Page, expression: string): Promise<T> {
-  return page.evaluate(expression) as Promise<T>;
-}
 
 async function saved(page: Page): Promise<{ token: string; chatId: string; lastIndex: number; ended: boolean }> {
   return JSON.parse((await js<string | null>(page, `localStorage.getItem('parley.chat')`)) ?? 'null');

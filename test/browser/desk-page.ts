@@ -3,6 +3,7 @@
  * errors collected), signing in, and the locators the tests share.
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+export { js } from './chromium.ts';
 
 export interface Desk {
   readonly context: BrowserContext;
@@ -42,7 +43,3 @@ export function message(page: Page, text: string) {
   return page.locator('.transcript .msg').filter({ hasText: text });
 }
 
-/** Runs a JavaScript expression in the page (a string: these files are type-checked without the DOM lib). */
-export function js<T>(page: Page, expression: string): Promise<T> {
-  return page.evaluate(expression) as Promise<T>;
-}
