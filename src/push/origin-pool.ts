@@ -16,7 +16,7 @@
  * An idle connection that receives anything is closed: bytes nobody asked for are never taken for the
  * answer to the next POST.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import { AnswerParser, type AnswerHeaders } from './answer-parser.ts';
@@ -113,7 +113,7 @@ export class OriginPool {
             host: hostname,
             port,
             lookup,
-            servername: isIpLiteral(hostname) ? undefined : hostname,
+            servername: isIP(hostname) !== 0 ? undefined : hostname,
             ALPNProtocols: ['http/1.1'],
             ...(this.o.ca === undefined ? {} : { ca: [...rootCertificates, this.o.ca.toString()] }),
           })
@@ -272,10 +272,6 @@ function keepAliveHint(v: AnswerHeaders[string] | undefined): number {
   const text = Array.isArray(v) ? v.join(',') : v;
   const m = text === undefined ? null : /(?:^|[,\s])timeout\s*=\s*(\d+)/i.exec(text);
   return m === null ? Infinity : Math.max(0, Number(m[1]) * 1000 - 1000);
-}
-
-function isIpLiteral(host: string): boolean {
-  return /^[0-9.]+$/.test(host) || host.includes(':');
 }
 
 function partition<T>(xs: readonly T[], p: (x: T) => boolean): [T[], T[]] {
