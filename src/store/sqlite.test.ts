@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { agentJoin, openSession, say } from '../chat/session.ts';
 import { describeStoreConformance } from './conformance.ts';
+import { CHECKPOINTER_DEFAULTS, JOURNAL_SIZE_LIMIT } from './checkpointer.ts';
 import { MIGRATIONS, openSqliteStore } from './sqlite.ts';
 
 function tempDb(name: string): { path: string; cleanup(): void } {
@@ -176,6 +177,19 @@ describe('schema', () => {
 });
 
 describe('WAL restarts', () => {
+  it('leaves a WAL of the steady restart size untruncated: journal_size_limit is above it', async () => {
+    // Truncating the 20 MB above a 64 MB limit at every restart took 9 ms under the write lock.
+    const t = tempDb('limit');
+    const store = openSqliteStore({ path: t.path, synchronous: 'normal' });
+    const db = new Database(t.path, { readonly: true });
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    await store.close();
+    t.cleanup();
+    const walAtRestart = CHECKPOINTER_DEFAULTS.restartFrames * (pageSize + 24) + 32;
+    expect(JOURNAL_SIZE_LIMIT).toBeGreaterThan(walAtRestart * 1.25);
+  });
+
   it('restarts the WAL under a steady stream of writes (the worker makes the first write of the new WAL) and loses nothing', async () => {
     const t = tempDb('restart');
     const store = openSqliteStore({
