@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'AGENT_AUTH_FAILED'
   | 'AGENT_NOT_IN_CHAT'
   | 'AGENT_CAPACITY'
+  | 'AGENT_UNAVAILABLE'
   | 'CHAT_ALREADY_TAKEN'
   | 'PUSH_TARGET_FORBIDDEN'
   | 'SIGNATURE_INVALID'
@@ -69,6 +70,7 @@ export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
   AGENT_AUTH_FAILED: { http: 401, wire: 119, statusCode: 2, advice: 'Unknown agent, wrong password, or expired token.' },
   AGENT_NOT_IN_CHAT: { http: 403, wire: 120, statusCode: 2, advice: 'The agent is not a participant of this chat.' },
   AGENT_CAPACITY: { http: 409, wire: 121, statusCode: 1, advice: 'The agent handles max-chats chats already.' },
+  AGENT_UNAVAILABLE: { http: 409, wire: 129, statusCode: 1, advice: 'The agent is not online; transfer to another agent or to the queue.' },
   CHAT_ALREADY_TAKEN: { http: 409, wire: 122, statusCode: 2, advice: 'Another agent accepted this chat first.' },
   PUSH_TARGET_FORBIDDEN: { http: 400, wire: 126, statusCode: 2, advice: 'The push target is not an allowed http(s) address ([push] allowed-networks).' },
   SIGNATURE_INVALID: { http: 401, wire: 127, statusCode: 2, advice: 'The webhook signature is missing, malformed, stale or wrong.' },

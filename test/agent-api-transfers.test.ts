@@ -2,7 +2,7 @@
  * The agent API without a browser: the agents list, transfers to agents who cannot take the chat, sync edges.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AgentClient, ChatClient, startTestServer, type TestServer } from './helpers.ts';
+import { AgentClient, ChatClient, openAgentSocket, startTestServer, type TestServer } from './helpers.ts';
 
 let srv: TestServer;
 
@@ -29,13 +29,11 @@ describe('agent API: agents and transfers', () => {
     expect((await alice.call('GET', 'agents')).body.agents.find((a: { agentId: string }) => a.agentId === 'bob').online).toBe(false);
   });
 
-  // KNOWN, not fixed yet (found by a review on 2026-11-23; see the issue-8 note): src/chat-server/agent-ops.ts:144-146 (transfer checks only that toAgentId exists) with
-  // src/chat/routing.ts:57: a chat transferred to an agent who is signed out (listed "offline" by
-  // GET /agent/api/agents) is offered to nobody else for [routing] last-agent-timeout (600 s by default):
-  // the customer waits ten minutes for an agent who cannot answer while other agents are free. A contact
-  // centre expects a transfer to an unavailable agent to be refused (or to go to the queue at once).
-  // Right: the transfer is refused with a 4xx, or the chat is offered to the other signed-in agents at once.
-  it.fails('does not strand a chat on an agent who is signed out', async () => {
+  // Regression test (this was a bug, now fixed). Was: src/chat-server/agent-ops.ts:144-146 checked only that
+  // toAgentId exists, so a chat transferred to an agent who is signed out (listed "offline" by
+  // GET /agent/api/agents) was offered to nobody else for [routing] last-agent-timeout (600 s by default).
+  // Now the transfer is refused with 409 AGENT_UNAVAILABLE and the chat stays with the agent.
+  it('does not strand a chat on an agent who is signed out', async () => {
     const c = new ChatClient(srv.url);
     await c.start({ nickname: 'Sam', subject: 'Stranded' });
     const alice = await agent('alice', 'alice-secret');
@@ -44,15 +42,45 @@ describe('agent API: agents and transfers', () => {
     await bob.call('POST', 'logout', {});
     expect((await alice.accept(c.chatId)).status).toBe(200);
     const t = await alice.call('POST', `chats/${c.chatId}/transfer`, { toAgentId: 'bob' });
-    if (t.status === 200) {
-      const waiting = (await carol.overview()).body.waiting as Array<{ chatId: string }>;
-      expect(waiting.map((w) => w.chatId)).toContain(c.chatId);
-    } else {
-      expect(t.status).toBeGreaterThanOrEqual(400);
-      expect(t.status).toBeLessThan(500);
-      // Refused: alice still has the chat.
-      expect(((await alice.overview()).body.mine as Array<{ chatId: string }>).map((m) => m.chatId)).toContain(c.chatId);
+    expect(t.status).toBe(409);
+    expect(t.body.error.code).toBe('AGENT_UNAVAILABLE');
+    // Refused: alice still has the chat, and nothing was offered to anyone.
+    expect(((await alice.overview()).body.mine as Array<{ chatId: string }>).map((m) => m.chatId)).toContain(c.chatId);
+    expect(((await carol.overview()).body.waiting as Array<{ chatId: string }>).map((w) => w.chatId)).not.toContain(c.chatId);
+    // An agent who is online (signed in through the API just now) can be given the chat.
+    expect((await alice.call('POST', `chats/${c.chatId}/transfer`, { toAgentId: 'carol' })).status).toBe(200);
+    expect(((await carol.overview()).body.waiting as Array<{ chatId: string }>).map((w) => w.chatId)).toContain(c.chatId);
+  });
+
+  it('lists an agent online while a desk socket of theirs is open, offline once it closed without a sign-out', async () => {
+    const alice = await agent('alice', 'alice-secret');
+    const bob = await agent('bob', 'bob-secret-1');
+    const online = async () => (await alice.call('GET', 'agents')).body.agents.find((a: { agentId: string }) => a.agentId === 'bob').online as boolean;
+    const desk = await openAgentSocket(srv.url, bob.token);
+    await desk.next('ready');
+    expect(await online()).toBe(true);
+    const closed = new Promise((r) => desk.ws.once('close', r));
+    desk.ws.close();
+    await closed;
+    // The server sees the close a moment after the client does.
+    let now = true;
+    for (let i = 0; i < 50 && now; i++) {
+      now = await online();
+      if (now) await new Promise((r) => setTimeout(r, 20));
     }
+    expect(now).toBe(false);
+    // The token still works: bob is signed in, just not at a desk; a transfer to him is refused.
+    expect((await bob.call('GET', 'me')).status).toBe(200);
+    const c = new ChatClient(srv.url);
+    await c.start({ nickname: 'Pat', subject: 'Desk closed' });
+    expect((await alice.accept(c.chatId)).status).toBe(200);
+    expect((await alice.call('POST', `chats/${c.chatId}/transfer`, { toAgentId: 'bob' })).body.error.code).toBe('AGENT_UNAVAILABLE');
+    // A desk connecting again makes him online again.
+    const again = await openAgentSocket(srv.url, bob.token);
+    await again.next('ready');
+    expect(await online()).toBe(true);
+    expect((await alice.call('POST', `chats/${c.chatId}/transfer`, { toAgentId: 'bob' })).status).toBe(200);
+    again.ws.close();
   });
 
   it('catches a desk up with sync from 0 and from past the end without an error', async () => {

@@ -1,4 +1,9 @@
-/** Agents from the config, their sign-in and bearer tokens. */
+/**
+ * Agents from the config, their sign-in and bearer tokens, and whether each is online: at a desk with a
+ * live WebSocket, or, for a token used without a desk (an integration on the agent API), seen within
+ * `API_PRESENCE_MS`. A signed-in token alone does not make an agent online: a desk tab closed without
+ * signing out keeps its token for 12 hours.
+ */
 import type { Clock } from '../clock.ts';
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { ParleyError } from '../errors.ts';
@@ -18,9 +23,19 @@ export interface AgentToken {
 }
 
 export const AGENT_TOKEN_TTL_MS = 12 * 3600 * 1000;
+/** A token that never opened a desk socket counts as online this long after its last request. */
+export const API_PRESENCE_MS = 2 * 60 * 1000;
+
+/** Presence of one token: its open desk sockets, whether it ever had one, its last use. */
+interface Presence {
+  desks: number;
+  hadDesk: boolean;
+  lastSeen: number;
+}
 
 export class AgentDirectory {
   private readonly tokens = new Map<string, AgentToken>();
+  private readonly presence = new Map<string, Presence>();
 
   constructor(
     private readonly accounts: ReadonlyMap<string, AgentAccount>,
@@ -39,8 +54,10 @@ export class AgentDirectory {
     // Compare against something even for an unknown agent, so timing does not tell which agents exist.
     const ok = constantTimeEqual(password, a?.password ?? '\u0000'.repeat(password.length + 1));
     if (a === undefined || !ok) throw new ParleyError('AGENT_AUTH_FAILED');
-    const t: AgentToken = { token: this.ids.token(), agentId, expiresAt: this.clock.now() + AGENT_TOKEN_TTL_MS };
+    const now = this.clock.now();
+    const t: AgentToken = { token: this.ids.token(), agentId, expiresAt: now + AGENT_TOKEN_TTL_MS };
     this.tokens.set(t.token, t);
+    this.presence.set(t.token, { desks: 0, hadDesk: false, lastSeen: now });
     return t;
   }
 
@@ -48,25 +65,51 @@ export class AgentDirectory {
   verify(token: string | undefined): AgentAccount {
     const t = token === undefined ? undefined : this.tokens.get(token);
     if (t === undefined) throw new ParleyError('AGENT_AUTH_FAILED');
-    if (t.expiresAt <= this.clock.now()) {
-      this.tokens.delete(t.token);
+    const now = this.clock.now();
+    if (t.expiresAt <= now) {
+      this.signOut(t.token);
       throw new ParleyError('AGENT_AUTH_FAILED', 'The agent token expired; sign in again.');
     }
+    const p = this.presence.get(t.token);
+    if (p !== undefined) p.lastSeen = now;
     return this.account(t.agentId);
   }
 
   signOut(token: string): void {
     this.tokens.delete(token);
+    this.presence.delete(token);
+  }
+
+  /** A desk WebSocket authenticated with this token (call once per socket). */
+  deskOpened(token: string): void {
+    const p = this.presence.get(token);
+    if (p === undefined) return;
+    p.desks++;
+    p.hadDesk = true;
+  }
+
+  /** A desk WebSocket of this token closed (its tab closed, its network went, or it was dropped). */
+  deskClosed(token: string): void {
+    const p = this.presence.get(token);
+    if (p !== undefined && p.desks > 0) p.desks--;
   }
 
   list(): AgentAccount[] {
     return [...this.accounts.values()];
   }
 
-  /** Signed in: holds a token that has not expired. */
+  /**
+   * Online: holds a token that has not expired and either has a desk socket open now, or never had one and
+   * was used within API_PRESENCE_MS. A token whose desk closed is offline until a desk connects again.
+   */
   isOnline(agentId: string): boolean {
     const now = this.clock.now();
-    for (const t of this.tokens.values()) if (t.agentId === agentId && t.expiresAt > now) return true;
+    for (const t of this.tokens.values()) {
+      if (t.agentId !== agentId || t.expiresAt <= now) continue;
+      const p = this.presence.get(t.token);
+      if (p === undefined) continue;
+      if (p.desks > 0 || (!p.hadDesk && now - p.lastSeen < API_PRESENCE_MS)) return true;
+    }
     return false;
   }
 }

@@ -55,6 +55,8 @@ export interface AgentOpsOptions {
   /** How long a transferred chat is offered only to its target agent. */
   readonly transferMs: number;
   readonly agentExists: (agentId: string) => boolean;
+  /** Is the agent online (at a desk, see agent-directory.ts)? A transfer goes only to an agent who is. */
+  readonly agentOnline: (agentId: string) => boolean;
 }
 
 export function isIn(s: Session, agentId: string): boolean {
@@ -144,6 +146,10 @@ export class AgentOps {
   transfer(agent: AgentAccount, chatId: string, toAgentId: string | undefined): Promise<AgentView> {
     if (toAgentId !== undefined && !this.opts.agentExists(toAgentId)) {
       return Promise.reject(new ParleyError('INVALID_PARAMETER', `No agent "${toAgentId.slice(0, 64)}".`));
+    }
+    // Offered only to that agent for [routing] last-agent-timeout, the chat would wait that long for nobody.
+    if (toAgentId !== undefined && !this.opts.agentOnline(toAgentId)) {
+      return Promise.reject(new ParleyError('AGENT_UNAVAILABLE', `Agent "${toAgentId.slice(0, 64)}" is not online; transfer to another agent or to the queue.`));
     }
     return this.act(agent, chatId, (s, _pid, now) => transfer(s, agent.agentId, toAgentId, this.opts.transferMs, now));
   }

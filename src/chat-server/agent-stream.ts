@@ -29,6 +29,8 @@ interface Desk {
   readonly ws: WebSocket;
   agent?: AgentAccount;
   token?: string;
+  /** The token this socket counts as a desk of (the agent's presence), until it closes. */
+  present?: string;
   bad: number;
 }
 
@@ -74,6 +76,7 @@ export function createAgentStream(o: AgentStreamOptions) {
     ws.on('close', () => {
       clearTimeout(timer);
       desks.delete(desk);
+      if (desk.present !== undefined) o.directory.deskClosed(desk.present);
     });
     ws.on('error', () => ws.terminate());
   });
@@ -85,6 +88,12 @@ export function createAgentStream(o: AgentStreamOptions) {
       const agent = o.directory.verify(token);
       desk.agent = agent;
       desk.token = token;
+      // The agent is online while a desk socket is open (agent-directory.ts); a second auth moves it.
+      if (desk.present !== token && token !== undefined && desk.ws.readyState === desk.ws.OPEN) {
+        if (desk.present !== undefined) o.directory.deskClosed(desk.present);
+        o.directory.deskOpened(token);
+        desk.present = token;
+      }
       return send(desk, { type: 'ready', agent: publicAgent(agent), overview: await o.ops.overview(agent) });
     }
     if (desk.agent === undefined) throw new ParleyError('AGENT_AUTH_FAILED', 'Send an auth frame first.');

@@ -170,7 +170,11 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     },
   });
   const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);
-  const agentOps = new AgentOps(sessions, deps.clock, { transferMs: config.routing.lastAgentTimeoutMs, agentExists: (id) => config.agents.has(id) });
+  const agentOps = new AgentOps(sessions, deps.clock, {
+    transferMs: config.routing.lastAgentTimeoutMs,
+    agentExists: (id) => config.agents.has(id),
+    agentOnline: (id) => agents.isOnline(id),
+  });
   const kpi = new Kpi({ alias, clock: deps.clock, metrics, sessions, push, store: deps.store });
   if (deps.autoRun ?? true) {
     push.run();

@@ -6,7 +6,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { ChatClient, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
+import { AgentClient, ChatClient, postMultipart, startTestServer, type TestServer } from '../helpers.ts';
 import { item, js, message, openDeskPage, signIn, type Desk } from './desk-page.ts';
 import { launchChromium } from './chromium.ts';
 
@@ -257,12 +257,12 @@ describe('agent desk: agents and the customer typing', () => {
     await page.locator('#transfer-cancel').click();
   });
 
-  // KNOWN, not fixed yet (found by a review on 2026-11-23; see the issue-8 note): src/chat-server/agent-directory.ts:66-70 (isOnline = "holds a token that has not expired") and
-  // web/desk/app.ts:875 (openTransfer): an agent whose desk tab was closed (no sign-out, no socket) is listed as
-  // "online" in the Transfer dialog for up to 12 h, and a transfer to him leaves the customer waiting
-  // [routing] last-agent-timeout (600 s) offered to nobody who can answer. A contact-centre engineer reads
-  // "online" as "has a desk connected". Right: online only while the agent has a live desk WebSocket.
-  it.fails('lists an agent whose desk was closed without signing out as offline', async () => {
+  // Regression test (this was a bug, now fixed). Was: src/chat-server/agent-directory.ts:66-70 (isOnline =
+  // "holds a token that has not expired"): an agent whose desk tab was closed (no sign-out, no socket) was
+  // listed "online" in the Transfer dialog for up to 12 h, and a transfer to him left the customer waiting
+  // [routing] last-agent-timeout offered to nobody who could answer. Now online means a desk socket is open
+  // (docs/agent-api.md), and a transfer to an agent who is not online is refused.
+  it('lists an agent whose desk was closed without signing out as offline', async () => {
     const c = await customer('Lee', 'Transfer');
     const carolDesk = await openDesk();
     await signIn(carolDesk.page, 'carol', 'carol-secret');
@@ -276,6 +276,14 @@ describe('agent desk: agents and the customer typing', () => {
     const carol = page.locator('#transfer-target option').filter({ hasText: 'Carol (carol)' });
     await carol.waitFor({ state: 'attached' });
     expect(await carol.textContent()).toContain('offline');
+    // Chosen anyway, the transfer is refused and says why; the chat stays on this desk.
+    await page.locator('#transfer-target').selectOption('carol');
+    await page.locator('#transfer-submit').click();
+    await page.locator('#transfer-error').filter({ hasText: 'not online' }).waitFor();
     await page.locator('#transfer-cancel').click();
+    const alice = new AgentClient(srv.url, 'alice', 'alice-secret');
+    await alice.login();
+    const mine = await alice.overview();
+    expect((mine.body.mine as Array<{ chatId: string }>).map((m) => m.chatId)).toContain(c.chatId);
   });
 });
