@@ -13,6 +13,7 @@ import type { ChatEvent } from '../../src/chat/types.ts';
 import { createRandomIds } from '../../src/ids.ts';
 import { openSqliteStore } from '../../src/store/sqlite.ts';
 import type { ServerChild } from './child.ts';
+import { storeEnv } from './parley.ts';
 import type { BenchContext } from './types.ts';
 
 /** The async chat service of the suite (`[chat.customer-support] async-mode = true`). */
@@ -217,7 +218,7 @@ export async function startDormantServer(
   const t0 = performance.now();
   const child = await ctx.spawnServer('server-parley.ts', {
     nodeArgs: ['--expose-gc', ...(opts.extraNodeArgs ?? []), '--import', 'tsx', '--import', preload],
-    env: { PARLEY_STORE_PATH: dbPath, PARLEY_STORE_SYNCHRONOUS: 'normal', BENCH_PARLEY_INI: DORMANT_INI },
+    env: { ...storeEnv(dbPath), BENCH_PARLEY_INI: DORMANT_INI },
     readyTimeoutMs: opts.readyTimeoutMs,
     onStdoutLine: (line) => {
       if (!line.startsWith('DORMANT-GC ')) return;

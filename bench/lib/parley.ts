@@ -3,7 +3,7 @@
  * Request Chat, send, refresh over form-urlencoded POSTs with the global fetch.
  */
 import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { BenchContext } from './types.ts';
 
 /** The chat service configured by `bench/server-parley.ts`. */
@@ -107,6 +107,14 @@ export interface ParleyUnderTest {
 }
 
 /**
+ * The store settings of a Parley child: `dbPath`, `[store] synchronous = normal`, and the receiver role's
+ * token cache beside the store file (not in the working tree's ./data, which `npm start` uses).
+ */
+export function storeEnv(dbPath: string): Record<string, string> {
+  return { PARLEY_STORE_PATH: dbPath, PARLEY_STORE_SYNCHRONOUS: 'normal', PARLEY_RECEIVER_STORE_PATH: join(dirname(dbPath), 'receiver.db') };
+}
+
+/**
  * Starts `bench/server-parley.ts` in its own process on a fresh SQLite file in a temp dir, or on `dbPath`
  * (PARLEY_STORE_PATH), `[store] synchronous = normal`.
  */
@@ -119,7 +127,7 @@ export async function startParley(ctx: BenchContext, env: Record<string, string>
   // BENCH_SERVER_STDOUT=<file>: the server's stdout after READY goes there (e.g. the lines of --trace-gc).
   const out = process.env['BENCH_SERVER_STDOUT'];
   const child = await ctx.spawnServer('server-parley.ts', {
-    env: { PARLEY_STORE_PATH: dbPath, PARLEY_STORE_SYNCHRONOUS: 'normal', ...env },
+    env: { ...storeEnv(dbPath), ...env },
     ...(nodeArgs.length === 0 ? {} : { nodeArgs }),
     ...(out === undefined || out === '' ? {} : { onStdoutLine: (line: string) => appendFileSync(out, `${line}\n`) }),
   });
