@@ -113,7 +113,8 @@ describe('HA restoration on one SQLite file', () => {
       const stored = await store.loadEvents(chatId, 1);
       expect(stored.map((e) => e.index)).toEqual(stored.map((_, i) => i + 1));
       // What the new owner holds is exactly what is stored (nothing committed after the claim).
-      expect(restored.events).toEqual(stored);
+      expect(restored.session.lastIndex).toBe(stored.length);
+      expect(await y.sessions.transcript(restored, 1)).toEqual(stored);
       const texts = stored.filter((e) => e.type === 'Message').map((e) => (e as { text?: string }).text);
       for (const [i, r] of results.entries()) {
         if (r.ok) expect(texts).toContain(`in flight ${i + 1}`);

@@ -492,7 +492,6 @@ export async function runModel(cmds: readonly Cmd[], variant: Variant = {}): Pro
           const mem = JSON.stringify(entry.session);
           const sto = JSON.stringify({ ...s.session, alias: entry.session.alias });
           if (mem !== sto) v(`#${i} memory session differs from the store:\n mem ${mem}\n sto ${sto}`);
-          if (JSON.stringify(entry.events) !== JSON.stringify(s.events)) v(`#${i} memory transcript (${entry.events.length}) differs from the store (${s.events.length})`);
         } else if (s.session.state === 'waiting' || s.session.state === 'active') {
           v(`#${i} ${s.session.state} in the store but not held in memory`);
         }

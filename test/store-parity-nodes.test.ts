@@ -116,7 +116,7 @@ describe.each(['sqlite', 'postgres'] as const)('chat server nodes over the %s st
     await stopNode(x);
     const x2 = await makeNode('201', IDLE_INI);
     expect(x2.sessions.peek(chatId)).toEqual(before);
-    expect((await x2.sessions.get(chatId)).events).toEqual(events);
+    expect(await x2.sessions.transcript(await x2.sessions.get(chatId), 1)).toEqual(events);
     clock.set(lastMessageAt + 59_000);
     await x2.timers.tick();
     expect(await idleNotices(reader, chatId)).toEqual([]);
@@ -135,7 +135,9 @@ describe.each(['sqlite', 'postgres'] as const)('chat server nodes over the %s st
     const restored = await y.sessions.get(chatId);
     expect(restored.session).toEqual({ ...before, alias: '202' });
     const reader = await openStore();
-    expect(restored.events).toEqual(await reader.loadEvents(chatId, 1));
+    const events = await reader.loadEvents(chatId, 1);
+    expect(restored.session.lastIndex).toBe(events.length);
+    expect(await y.sessions.transcript(restored, 1)).toEqual(events);
     // The old owner is fenced off, message-only or not.
     expect(await codeOf(x.agentOps.send(ALICE, chatId, 'zombie'))).toBe('NOT_OWNER');
     // The new owner goes on with the next index.

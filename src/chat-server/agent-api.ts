@@ -110,7 +110,7 @@ export function createAgentApi(o: AgentApiOptions) {
         if (method !== 'GET') throw notAllowed('GET');
         const from = Number(query.get('from') ?? '1');
         if (!Number.isInteger(from) || from < 0) throw new ParleyError('INVALID_PARAMETER', 'from must be a non-negative integer.');
-        return sendJson(res, 200, viewJson(await o.ops.transcript(agent, chatId), from));
+        return sendJson(res, 200, viewJson(await o.ops.transcript(agent, chatId, from), from));
       }
       if (parts.length === 4 && parts[2] === 'files' && method === 'GET') {
         const { meta, bytes } = await o.ops.file(agent, chatId, decodeSegmentOrNotFound(parts[3] ?? ''));

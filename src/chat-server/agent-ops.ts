@@ -10,7 +10,7 @@ import type { ChatSummary } from '../chat/summary.ts';
 import type { Change, ChatEvent, FileMeta, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { AgentAccount } from './agent-directory.ts';
-import type { LiveSessions } from './live-sessions.ts';
+import type { LiveSession, LiveSessions } from './live-sessions.ts';
 
 /** When a waiting chat joined the queue (sessions stored before `queuedAt` existed: when they opened). */
 function queuedAt(s: Session): number {
@@ -100,7 +100,7 @@ export class AgentOps {
     return this.sessions.serial(chatId, async (entry) => {
       const s = entry.session;
       core.assertOpen(s);
-      if (isIn(s, agent.agentId)) return view(entry);
+      if (isIn(s, agent.agentId)) return this.whole(entry);
       if (!canTake(s, agent.agentId, this.clock.now())) {
         throw new ParleyError('CHAT_ALREADY_TAKEN', s.state === 'dormant' ? 'The chat is in another agent\u2019s workbin.' : undefined);
       }
@@ -116,7 +116,7 @@ export class AgentOps {
         if (left === 0) this.reserved.delete(agent.agentId);
         else this.reserved.set(agent.agentId, left);
       }
-      return view(entry);
+      return this.whole(entry);
     });
   }
 
@@ -158,19 +158,20 @@ export class AgentOps {
    * The transcript of a chat: one the agent is in or is offered, or any dormant or ended chat (contact
    * history). Another agent's live chat stays private.
    */
-  async transcript(agent: AgentAccount, chatId: string): Promise<AgentView> {
+  async transcript(agent: AgentAccount, chatId: string, from = 1): Promise<AgentView> {
     // In the session's queue like any operation: a dormant chat read from the history is parked again after.
     return this.sessions.serial(chatId, async (entry) => {
-      const s = entry.session;
-      const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
-      if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
-      return view(entry);
+      this.assertReadable(agent, entry.session);
+      return { session: entry.session, events: await this.sessions.transcript(entry, from), from };
     });
   }
 
   /** A file of a chat the agent may read (as `transcript`); agents' downloads are not counted. */
   async file(agent: AgentAccount, chatId: string, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
-    const { session } = await this.transcript(agent, chatId);
+    const session = await this.sessions.serial(chatId, async (entry) => {
+      this.assertReadable(agent, entry.session);
+      return entry.session;
+    });
     const meta = core.findFile(session, fileId);
     const bytes = await this.sessions.readFile(chatId, fileId);
     if (bytes === undefined) throw new ParleyError('UNKNOWN_FILE');
@@ -188,12 +189,20 @@ export class AgentOps {
       const p = core.agentParticipant(entry.session, agent.agentId);
       // The reply carries only what this action appended: the desk has the rest (and syncs any gap).
       const from = entry.session.lastIndex + 1;
-      await this.sessions.commit(entry, fn(entry.session, p.participantId, this.clock.now()));
-      return { ...view(entry), from };
+      const change = fn(entry.session, p.participantId, this.clock.now());
+      await this.sessions.commit(entry, change);
+      return { session: entry.session, events: change.events, from };
     });
   }
-}
 
-function view(entry: { session: Session; events: readonly ChatEvent[] }): AgentView {
-  return { session: entry.session, events: entry.events };
+  /** The chat with its whole transcript (an agent taking it sees everything said so far). */
+  private async whole(entry: LiveSession): Promise<AgentView> {
+    return { session: entry.session, events: await this.sessions.transcript(entry, 1) };
+  }
+
+  /** An agent reads a chat it is in or is offered, or any dormant or ended chat (contact history). */
+  private assertReadable(agent: AgentAccount, s: Session): void {
+    const readable = s.state === 'ended' || s.state === 'dormant' || isIn(s, agent.agentId) || offeredTo(s, agent.agentId, this.clock.now());
+    if (!readable) throw new ParleyError('AGENT_NOT_IN_CHAT');
+  }
 }

@@ -106,7 +106,7 @@ export function createAgentStream(o: AgentStreamOptions) {
       if (typeof chatId !== 'string' || typeof from !== 'number' || !Number.isInteger(from) || from < 0) {
         throw new ParleyError('INVALID_PARAMETER', 'sync needs chatId (string) and from (integer >= 0).');
       }
-      return send(desk, { type: 'sync', ...viewJson(await o.ops.transcript(agent, chatId), from) });
+      return send(desk, { type: 'sync', ...viewJson(await o.ops.transcript(agent, chatId, from), from) });
     }
     throw new ParleyError('INVALID_PARAMETER', 'Unknown frame type.');
   }

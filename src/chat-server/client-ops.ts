@@ -15,7 +15,7 @@ import {
 import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { mentionsPush, parseSubscription, type PushSubscription } from '../chat/push-subscription.ts';
 import { wake } from '../chat/routing.ts';
-import { eventsFrom, type Position } from '../chat/transcript.ts';
+import { firstWanted, type Position } from '../chat/transcript.ts';
 import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { IdSource } from '../ids.ts';
@@ -173,7 +173,7 @@ export class ClientOps {
       return done;
     }
     this.d.hooks?.created(entry.session);
-    return reply(entry, 'all');
+    return this.reply(entry, 'all');
   }
 
   /**
@@ -191,7 +191,7 @@ export class ClientOps {
           // failed after its commit); setting them again is harmless.
           this.d.hooks?.resumed?.(entry.session);
         }
-        return reply(entry, 'all');
+        return this.reply(entry, 'all');
       });
     } catch (err) {
       if (err instanceof ParleyError && err.code === 'UNKNOWN_CHAT') return undefined;
@@ -205,18 +205,18 @@ export class ClientOps {
       await this.touch(entry);
       if (op.op === 'refresh') {
         this.d.hooks?.refreshed(chatId);
-        return reply(entry, position);
+        return this.reply(entry, position);
       }
       if (op.op === 'fileLimits') return this.limits(entry);
-      if (op.op === 'disconnect' && entry.session.state === 'ended') return reply(entry, position);
+      if (op.op === 'disconnect' && entry.session.state === 'ended') return this.reply(entry, position);
       // A retry of a call the session already took (its first node died before answering): answer, don't repeat.
-      if (core.alreadyApplied(entry.session, id.requestId)) return reply(entry, position);
+      if (core.alreadyApplied(entry.session, id.requestId)) return this.reply(entry, position);
       const before = entry.session;
       const change = this.wakeOnMessage(before, this.apply(before, op));
       await this.d.sessions.commit(entry, core.rememberRequest(change, id.requestId));
       // A subscription made or changed by Update Data: the disconnect timeout that applies changed with it.
       if (entry.session.push !== before.push && entry.session.state !== 'ended') this.d.hooks?.requested(chatId);
-      return reply(entry, position);
+      return this.reply(entry, position);
     });
   }
 
@@ -303,7 +303,7 @@ export class ClientOps {
       authorize(entry.session, serviceName, id);
       if (core.alreadyApplied(entry.session, id.requestId)) {
         const known = [...entry.session.files].reverse().find((f) => f.name === file.fileName && f.size === file.bytes.length);
-        return { ...reply(entry, position), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
+        return { ...(await this.reply(entry, position)), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
       }
       core.assertOpen(entry.session);
       // A request of the client like any other, refused or not: push acknowledged, disconnect timeout restarted.
@@ -325,8 +325,18 @@ export class ClientOps {
         ...(file.description === undefined || file.description === '' ? {} : { description: file.description }),
       };
       await this.d.sessions.commit(entry, core.rememberRequest(this.wakeOnMessage(s, core.addFile(s, meta, now)), id.requestId), { fileId: meta.fileId, bytes: file.bytes });
-      return { ...reply(entry, position), userData: { 'file-id': meta.fileId } };
+      return { ...(await this.reply(entry, position)), userData: { 'file-id': meta.fileId } };
     });
+  }
+
+  /** The reply of an operation: the session, and the events from `position` on, read from the store. */
+  private async reply(entry: LiveSession, position: Position): Promise<ClientReply> {
+    const from = firstWanted(position);
+    return {
+      session: entry.session,
+      messages: from === undefined ? [] : await this.d.sessions.transcript(entry, from),
+      nextPosition: entry.session.lastIndex + 1,
+    };
   }
 
   async download(chatId: string, serviceName: string, id: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
@@ -350,13 +360,6 @@ function isTrue(v: string | undefined): boolean {
   return v !== undefined && ['true', '1', 'yes'].includes(v.trim().toLowerCase());
 }
 
-function reply(entry: LiveSession, position: Position): ClientReply {
-  return {
-    session: entry.session,
-    messages: eventsFrom(entry.events, position),
-    nextPosition: entry.session.lastIndex + 1,
-  };
-}
 
 /**
  * secureKey is the only required identity (wire facts §7); userId is checked when present; alias is not.

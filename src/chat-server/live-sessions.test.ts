@@ -127,6 +127,39 @@ describe('LiveSessions and a stored document that lags its transcript (SQLite)',
     expect(await store.loadSession('c1')).toEqual(restarted.peek('c1'));
   });
 
+  it('holds no transcript: replies read it from the store, and not at all for a client already up to date', async () => {
+    let loads = 0;
+    const counting = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop === 'loadEvents' && typeof v === 'function') {
+          return (...args: unknown[]) => {
+            loads++;
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const sessions = new LiveSessions(counting, '117');
+    const entry = await activeChat(sessions, 1_000);
+    for (let i = 0; i < 3; i++) await sessions.serial('c1', (e) => sessions.commit(e, say(e.session, 1, 'Message', { text: `m${i}` }, 2_000 + i)));
+    expect(Object.keys(entry)).not.toContain('events');
+    const last = entry.session.lastIndex;
+    loads = 0;
+    expect(await sessions.transcript(entry, last + 1)).toEqual([]);
+    expect(await sessions.transcript(entry, 10 ** 15)).toEqual([]);
+    expect(loads).toBe(0);
+    const all = await sessions.transcript(entry, 1);
+    expect(all.map((e) => e.index)).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+    expect(all.at(-1)).toMatchObject({ type: 'Message', text: 'm2' });
+    expect((await sessions.transcript(entry, last - 1)).map((e) => e.index)).toEqual([last - 1, last]);
+    expect((await sessions.transcript(entry, 0)).map((e) => e.index)).toEqual(all.map((e) => e.index));
+    // Memory behind the store (a write whose outcome was unknown): only what memory knows of is shown.
+    const behind = { ...entry, session: { ...entry.session, lastIndex: last - 2 } };
+    expect((await sessions.transcript(behind, 1)).map((e) => e.index)).toEqual(Array.from({ length: last - 2 }, (_, i) => i + 1));
+  });
+
   it('a message of a node that lost the session is refused NOT_OWNER and stores nothing, like any write', async () => {
     const sessions = new LiveSessions(store, '117');
     await activeChat(sessions, 1_000);

@@ -9,9 +9,14 @@ import type { Change, ChatEvent, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { Store } from '../store/port.ts';
 
+/**
+ * A session held in memory. Its transcript is not: replies read the events they carry from the store
+ * (`LiveSessions.transcript`). A transcript per live chat, growing with every message, was most of what
+ * filled the old generation of a busy node (at 5,000 pushes/s, leaving it out halved the messages over
+ * 10 ms), and most replies carry no events (a client refreshes from its nextPosition).
+ */
 export interface LiveSession {
   session: Session;
-  events: ChatEvent[];
   tail: Promise<unknown>;
   /** This node's ownership epoch of the session (fences every write). */
   epoch: number;
@@ -225,7 +230,7 @@ export class LiveSessions {
   async create(change: Change, counted?: () => void): Promise<LiveSession> {
     const outbox = this.outboxFor(change.session, change.events);
     await guard(() => this.store.createSession({ ...change, outbox: durable(outbox) }));
-    const entry: LiveSession = { session: change.session, events: [...change.events], tail: Promise.resolve(), epoch: 1 };
+    const entry: LiveSession = { session: change.session, tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
     this.account(undefined, entry.session);
     counted?.();
@@ -320,11 +325,12 @@ export class LiveSessions {
       stored = claimed;
       epoch = claimed.ownership.epoch;
     }
-    const events = await guard(() => this.store.loadEvents(chatId, 1));
+    const doc = upgradeSession(stored.session);
+    // The stored document may lag the transcript by the events of message-only changes (chat/catch-up.ts).
+    const later = await guard(() => this.store.loadEvents(chatId, doc.lastIndex + 1));
     const hit = this.live.get(chatId);
     if (hit !== undefined) return hit;
-    // The stored document may lag the transcript by the events of message-only changes (chat/catch-up.ts).
-    let session: Session = { ...catchUp(upgradeSession(stored.session), events), alias: this.alias };
+    let session: Session = { ...catchUp(doc, later), alias: this.alias };
     let unsaved = false;
     if (from !== this.alias && session.state !== 'ended' && this.ownership.restore !== undefined) {
       const restored = this.ownership.restore(session, from);
@@ -340,7 +346,7 @@ export class LiveSessions {
       }
       session = restored;
     }
-    const entry: LiveSession = { session, events, tail: Promise.resolve(), epoch, ...(unsaved ? { unsaved } : {}) };
+    const entry: LiveSession = { session, tail: Promise.resolve(), epoch, ...(unsaved ? { unsaved } : {}) };
     // An ended session is read for the request at hand (a late refresh, an old timer) and not kept, nor
     // counted here any more (a parked session that ended on another node).
     if (session.state === 'ended') {
@@ -408,13 +414,25 @@ export class LiveSessions {
     if (this.live.get(change.session.chatId) === entry) this.account(entry.session, change.session);
     entry.session = change.session;
     entry.unsaved = false;
-    for (const ev of change.events) entry.events.push(ev);
     this.emit(change.session, change.events, outbox);
     // An ended session leaves memory (a late refresh reads it from the store) once what is queued on it ran.
     if (change.session.state === 'ended' && this.live.get(change.session.chatId) === entry) {
       this.live.delete(change.session.chatId);
       this.endedInUse.set(change.session.chatId, entry);
     }
+  }
+
+  /**
+   * The session's transcript from index `from` to the last event memory knows of, read from the store.
+   * Call inside `serial`: every change memory holds is committed then. Nothing is read when `from` is past
+   * the end (a client up to date).
+   */
+  async transcript(entry: LiveSession, from: number): Promise<ChatEvent[]> {
+    const last = entry.session.lastIndex;
+    if (from > last) return [];
+    const events = await guard(() => this.store.loadEvents(entry.session.chatId, Math.max(1, from)));
+    // A write whose outcome is unknown (entry.stale) may have stored more than memory says: not shown yet.
+    return (events.at(-1)?.index ?? 0) > last ? events.filter((e) => e.index <= last) : events;
   }
 
   /** Tells the listeners about a session that changed without a stored change (a routing deadline passed). */

@@ -73,7 +73,7 @@ const clientWakes = (text: string) => (s: Session, now: number): Change => {
 
 async function current(node: Node, chatId: string): Promise<{ session: Session; events: ChatEvent[] }> {
   const entry = await node.sessions.get(chatId);
-  return { session: entry.session, events: entry.events };
+  return { session: entry.session, events: await node.sessions.transcript(entry, 1) };
 }
 
 async function advance(node: Node, ms: number): Promise<void> {

@@ -1,5 +1,3 @@
-import type { ChatEvent } from './types.ts';
-
 /**
  * What part of the transcript a reply carries.
  * `transcriptPosition` (wire facts §7): 0 = none, 1 = all, n = events with index >= n.
@@ -8,14 +6,11 @@ import type { ChatEvent } from './types.ts';
  */
 export type Position = number | 'all' | 'none';
 
-export function eventsFrom(events: readonly ChatEvent[], position: Position): ChatEvent[] {
-  if (position === 'none' || position === 0) return [];
-  if (position === 'all' || position <= 1) return events.slice();
-  const first = events[0];
-  if (first === undefined) return [];
-  // Events are contiguous by index, so the slice start is computed, not searched.
-  const start = position - first.index;
-  return start <= 0 ? events.slice() : events.slice(start);
+/** The first transcript index a reply at `position` carries; undefined when it carries none. */
+export function firstWanted(position: Position): number | undefined {
+  if (position === 'none' || position === 0) return undefined;
+  if (position === 'all') return 1;
+  return Math.max(1, position);
 }
 
 /**
