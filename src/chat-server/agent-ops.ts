@@ -10,7 +10,7 @@ import type { ChatSummary } from '../chat/summary.ts';
 import type { Change, ChatEvent, FileMeta, Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { AgentAccount } from './agent-directory.ts';
-import type { LiveSession, LiveSessions } from './live-sessions.ts';
+import type { LiveSessions } from './live-sessions.ts';
 
 /** When a waiting chat joined the queue (sessions stored before `queuedAt` existed: when they opened). */
 function queuedAt(s: Session): number {
@@ -100,7 +100,9 @@ export class AgentOps {
     return this.sessions.serial(chatId, async (entry) => {
       const s = entry.session;
       core.assertOpen(s);
-      if (isIn(s, agent.agentId)) return this.whole(entry);
+      // The transcript so far is read before the join is written: a failed read changes nothing.
+      const earlier = await this.sessions.transcript(entry, 1);
+      if (isIn(s, agent.agentId)) return { session: s, events: earlier };
       if (!canTake(s, agent.agentId, this.clock.now())) {
         throw new ParleyError('CHAT_ALREADY_TAKEN', s.state === 'dormant' ? 'The chat is in another agent\u2019s workbin.' : undefined);
       }
@@ -109,14 +111,15 @@ export class AgentOps {
       const reserved = this.reserved.get(agent.agentId) ?? 0;
       if (this.activeChatCount(agent.agentId) + reserved >= agent.maxChats) throw new ParleyError('AGENT_CAPACITY');
       this.reserved.set(agent.agentId, reserved + 1);
+      const join = core.agentJoin(s, { agentId: agent.agentId, nickname: agent.name }, this.clock.now());
       try {
-        await this.sessions.commit(entry, core.agentJoin(s, { agentId: agent.agentId, nickname: agent.name }, this.clock.now()));
+        await this.sessions.commit(entry, join);
       } finally {
         const left = (this.reserved.get(agent.agentId) ?? 1) - 1;
         if (left === 0) this.reserved.delete(agent.agentId);
         else this.reserved.set(agent.agentId, left);
       }
-      return this.whole(entry);
+      return { session: entry.session, events: [...earlier, ...join.events] };
     });
   }
 
@@ -147,11 +150,15 @@ export class AgentOps {
     if (toAgentId !== undefined && !this.opts.agentExists(toAgentId)) {
       return Promise.reject(new ParleyError('INVALID_PARAMETER', `No agent "${toAgentId.slice(0, 64)}".`));
     }
-    // Offered only to that agent for [routing] last-agent-timeout, the chat would wait that long for nobody.
-    if (toAgentId !== undefined && !this.opts.agentOnline(toAgentId)) {
-      return Promise.reject(new ParleyError('AGENT_UNAVAILABLE', `Agent "${toAgentId.slice(0, 64)}" is not online; transfer to another agent or to the queue.`));
-    }
-    return this.act(agent, chatId, (s, _pid, now) => transfer(s, agent.agentId, toAgentId, this.opts.transferMs, now));
+    return this.act(agent, chatId, (s, _pid, now) => {
+      // The chat, the caller and the target are checked first: their errors win over the target's presence.
+      const change = transfer(s, agent.agentId, toAgentId, this.opts.transferMs, now);
+      // Offered only to that agent for [routing] last-agent-timeout, the chat would wait that long for nobody.
+      if (toAgentId !== undefined && !this.opts.agentOnline(toAgentId)) {
+        throw new ParleyError('AGENT_UNAVAILABLE', `Agent "${toAgentId.slice(0, 64)}" is not online; transfer to another agent or to the queue.`);
+      }
+      return change;
+    });
   }
 
   /**
@@ -193,11 +200,6 @@ export class AgentOps {
       await this.sessions.commit(entry, change);
       return { session: entry.session, events: change.events, from };
     });
-  }
-
-  /** The chat with its whole transcript (an agent taking it sees everything said so far). */
-  private async whole(entry: LiveSession): Promise<AgentView> {
-    return { session: entry.session, events: await this.sessions.transcript(entry, 1) };
   }
 
   /** An agent reads a chat it is in or is offered, or any dormant or ended chat (contact history). */

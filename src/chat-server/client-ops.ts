@@ -16,7 +16,7 @@ import { constantTimeEqual } from '../chat/secure-compare.ts';
 import { mentionsPush, parseSubscription, type PushSubscription } from '../chat/push-subscription.ts';
 import { wake } from '../chat/routing.ts';
 import { firstWanted, type Position } from '../chat/transcript.ts';
-import { CLIENT_PARTICIPANT_ID, type Change, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
+import { CLIENT_PARTICIPANT_ID, type Change, type ChatEvent, type FileMeta, type ReplyMessage, type Session } from '../chat/types.ts';
 import { ParleyError } from '../errors.ts';
 import type { IdSource } from '../ids.ts';
 import type { LiveSession, LiveSessions } from './live-sessions.ts';
@@ -62,6 +62,15 @@ export interface ClientReply {
   readonly nextPosition: number;
   readonly userData?: Readonly<Record<string, string>>;
 }
+
+/** What a reply carries from before its operation: the events from `from` to `upTo` (none without `from`). */
+interface Before {
+  readonly from: number | undefined;
+  readonly upTo: number;
+  readonly events: readonly ChatEvent[];
+}
+
+const NOTHING_BEFORE: Before = { from: undefined, upTo: 0, events: [] };
 
 export interface UploadInput {
   readonly fileName: string;
@@ -151,9 +160,11 @@ export class ClientOps {
       this.d.clock.now(),
     );
     let entry: LiveSession;
+    let created: readonly ChatEvent[];
     try {
       // The pending admission ends the moment the node's counts include the session.
       entry = await this.d.sessions.create(core.rememberRequest(change, retry?.requestId), counted);
+      created = change.events;
     } catch (err) {
       if (retry === undefined) throw err;
       // The first attempt of the same call, still running here or on another node, stored the chat first
@@ -173,7 +184,8 @@ export class ClientOps {
       return done;
     }
     this.d.hooks?.created(entry.session);
-    return this.reply(entry, 'all');
+    // A new chat: its whole transcript is what opening it appended.
+    return this.reply(entry, { from: 1, upTo: 0, events: [] }, created);
   }
 
   /**
@@ -184,6 +196,7 @@ export class ClientOps {
     try {
       return await this.d.sessions.serial(retry.chatId, async (entry) => {
         if (!core.alreadyApplied(entry.session, retry.requestId)) throw new ParleyError('INVALID_PARAMETER', 'Bad retry key.');
+        const before = await this.before(entry, 'all');
         if (entry.session.state !== 'ended') {
           // A request of the client like any other: push acknowledged again after a restore on this node.
           await this.touch(entry);
@@ -191,7 +204,7 @@ export class ClientOps {
           // failed after its commit); setting them again is harmless.
           this.d.hooks?.resumed?.(entry.session);
         }
-        return this.reply(entry, 'all');
+        return this.reply(entry, before);
       });
     } catch (err) {
       if (err instanceof ParleyError && err.code === 'UNKNOWN_CHAT') return undefined;
@@ -202,21 +215,22 @@ export class ClientOps {
   async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
+      const before = op.op === 'fileLimits' ? NOTHING_BEFORE : await this.before(entry, position);
       await this.touch(entry);
       if (op.op === 'refresh') {
         this.d.hooks?.refreshed(chatId);
-        return this.reply(entry, position);
+        return this.reply(entry, before);
       }
       if (op.op === 'fileLimits') return this.limits(entry);
-      if (op.op === 'disconnect' && entry.session.state === 'ended') return this.reply(entry, position);
+      if (op.op === 'disconnect' && entry.session.state === 'ended') return this.reply(entry, before);
       // A retry of a call the session already took (its first node died before answering): answer, don't repeat.
-      if (core.alreadyApplied(entry.session, id.requestId)) return this.reply(entry, position);
-      const before = entry.session;
-      const change = this.wakeOnMessage(before, this.apply(before, op));
+      if (core.alreadyApplied(entry.session, id.requestId)) return this.reply(entry, before);
+      const was = entry.session;
+      const change = this.wakeOnMessage(was, this.apply(was, op));
       await this.d.sessions.commit(entry, core.rememberRequest(change, id.requestId));
       // A subscription made or changed by Update Data: the disconnect timeout that applies changed with it.
-      if (entry.session.push !== before.push && entry.session.state !== 'ended') this.d.hooks?.requested(chatId);
-      return this.reply(entry, position);
+      if (entry.session.push !== was.push && entry.session.state !== 'ended') this.d.hooks?.requested(chatId);
+      return this.reply(entry, before, change.events);
     });
   }
 
@@ -301,9 +315,10 @@ export class ClientOps {
   async upload(chatId: string, serviceName: string, id: ClientIdentity, file: UploadInput, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
+      const before = await this.before(entry, position);
       if (core.alreadyApplied(entry.session, id.requestId)) {
         const known = [...entry.session.files].reverse().find((f) => f.name === file.fileName && f.size === file.bytes.length);
-        return { ...(await this.reply(entry, position)), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
+        return { ...(await this.reply(entry, before)), ...(known === undefined ? {} : { userData: { 'file-id': known.fileId } }) };
       }
       core.assertOpen(entry.session);
       // A request of the client like any other, refused or not: push acknowledged, disconnect timeout restarted.
@@ -324,19 +339,36 @@ export class ClientOps {
         deleted: false,
         ...(file.description === undefined || file.description === '' ? {} : { description: file.description }),
       };
-      await this.d.sessions.commit(entry, core.rememberRequest(this.wakeOnMessage(s, core.addFile(s, meta, now)), id.requestId), { fileId: meta.fileId, bytes: file.bytes });
-      return { ...(await this.reply(entry, position)), userData: { 'file-id': meta.fileId } };
+      const change = this.wakeOnMessage(s, core.addFile(s, meta, now));
+      await this.d.sessions.commit(entry, core.rememberRequest(change, id.requestId), { fileId: meta.fileId, bytes: file.bytes });
+      return { ...(await this.reply(entry, before, change.events)), userData: { 'file-id': meta.fileId } };
     });
   }
 
-  /** The reply of an operation: the session, and the events from `position` on, read from the store. */
-  private async reply(entry: LiveSession, position: Position): Promise<ClientReply> {
+  /**
+   * The events a reply from `position` carries that exist before the operation changes anything. Read
+   * first, so that a failed read changes nothing (the client is told UNAVAILABLE: nothing was changed).
+   */
+  private async before(entry: LiveSession, position: Position): Promise<Before> {
     const from = firstWanted(position);
-    return {
-      session: entry.session,
-      messages: from === undefined ? [] : await this.d.sessions.transcript(entry, from),
-      nextPosition: entry.session.lastIndex + 1,
-    };
+    return { from, upTo: entry.session.lastIndex, events: from === undefined ? [] : await this.d.sessions.transcript(entry, from) };
+  }
+
+  /**
+   * The reply: the session as it is now, with the events read before the operation and those the
+   * operation appended (`appended`, at the indexes after `before.upTo`).
+   */
+  private async reply(entry: LiveSession, before: Before, appended: readonly ChatEvent[] = []): Promise<ClientReply> {
+    const s = entry.session;
+    const from = before.from;
+    let messages: ChatEvent[] = [];
+    if (from !== undefined) {
+      messages = [...before.events, ...appended.filter((e) => e.index >= from && e.index > before.upTo)];
+      // Every event from `from` to lastIndex, or (should anything else have appended meanwhile) read again.
+      const want = Math.max(0, s.lastIndex - Math.max(1, from) + 1);
+      if (messages.length !== want) messages = await this.d.sessions.transcript(entry, from);
+    }
+    return { session: s, messages, nextPosition: s.lastIndex + 1 };
   }
 
   async download(chatId: string, serviceName: string, id: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
