@@ -229,7 +229,7 @@ export class LiveSessions {
   /** Stores a new session and holds it; `counted` runs as soon as the counts include it (before any listener). */
   async create(change: Change, counted?: () => void): Promise<LiveSession> {
     const outbox = this.outboxFor(change.session, change.events);
-    await guard(() => this.store.createSession({ ...change, outbox: durable(outbox) }));
+    await guard(() => this.store.createSession({ session: change.session, events: change.events, outbox: durable(outbox) }));
     const entry: LiveSession = { session: change.session, tail: Promise.resolve(), epoch: 1 };
     this.live.set(change.session.chatId, entry);
     this.account(undefined, entry.session);
@@ -390,14 +390,17 @@ export class LiveSessions {
     if (change.events.length === 0 && change.session === entry.session) return;
     const outbox = this.outboxFor(change.session, change.events);
     try {
+      // One literal with every field (not `{ ...change, outbox, ... }`, see buildNotification in
+      // chat/notification.ts): the same hidden class for every record.
       await guard(() =>
         this.store.recordChange({
-          ...change,
+          session: change.session,
+          events: change.events,
           outbox: durable(outbox),
+          file,
           fence: { owner: this.alias, epoch: entry.epoch },
           onlyEventFields: file === undefined && entry.unsaved !== true && onlyEventFieldsChanged(entry.session, change.session, change.events),
           removeFiles: filesDeleted(entry.session, change.session),
-          ...(file === undefined ? {} : { file }),
         }),
       );
     } catch (err) {

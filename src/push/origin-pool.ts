@@ -63,7 +63,10 @@ export class OriginPool {
   constructor(private readonly o: OriginPoolOptions) {}
 
   post(p: PostJob): void {
-    const job: Job = { ...p, settled: false, retried: false };
+    // Written out, not `{ ...p, settled, retried }`: in Node 20's V8 a spread followed by a property the
+    // source lacks gives every object a hidden class of its own (a map and descriptor array in the old
+    // generation per POST; see buildNotification in chat/notification.ts).
+    const job: Job = { bytes: p.bytes, deadline: p.deadline, resolve: p.resolve, settled: false, retried: false };
     if (this.closed) return settle(job, { error: 'closed' });
     this.dispatch(job);
   }
