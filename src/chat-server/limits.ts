@@ -32,12 +32,10 @@ export class Admission {
   observe(): void {
     const { open, flex } = this.counts();
     const l = this.limits;
-    // Below the threshold; with a threshold of 0, once the figure is back to 0 (never "below 0").
-    const below = (n: number, limit: number) => (l.restorePercent <= 0 ? n === 0 : n < (limit * l.restorePercent) / 100);
     if (open >= l.sessions) this.fullSessions = true;
-    else if (below(open, l.sessions)) this.fullSessions = false;
+    else if (below(open, l.sessions, l.restorePercent)) this.fullSessions = false;
     if (flex >= l.flexUsers) this.fullFlex = true;
-    else if (below(flex, l.flexUsers)) this.fullFlex = false;
+    else if (below(flex, l.flexUsers, l.restorePercent)) this.fullFlex = false;
   }
 
   /**
@@ -71,4 +69,9 @@ export class Admission {
     this.observe();
     return { sessionsFull: this.fullSessions, flexFull: this.fullFlex };
   }
+}
+
+/** Below the restore threshold; with a threshold of 0, once the figure is back to 0 (never "below 0"). */
+function below(n: number, limit: number, restorePercent: number): boolean {
+  return restorePercent <= 0 ? n === 0 : n < (limit * restorePercent) / 100;
 }

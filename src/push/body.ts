@@ -35,10 +35,17 @@ export function pushType(n: Notification): string {
 }
 
 export function pushBody(n: Notification, message: string, includePayload: boolean): PushBody {
-  const base = { deviceId: n.subscription.deviceId, message, type: pushType(n), notificationId: n.id, attempt: n.attempts + 1 };
-  if (!includePayload) return base;
+  const type = pushType(n);
+  const attempt = n.attempts + 1;
+  if (!includePayload) return { deviceId: n.subscription.deviceId, message, type, notificationId: n.id, attempt };
+  // Written out, not `{ ...base, data }`: a spread followed by a new property gives every body a hidden class
+  // of its own in Node 20's V8 (see buildNotification in chat/notification.ts).
   return {
-    ...base,
+    deviceId: n.subscription.deviceId,
+    message,
+    type,
+    notificationId: n.id,
+    attempt,
     data: { statusCode: 0, chatEnded: n.chatEnded, nextPosition: n.nextPosition, messages: n.events, ...n.tokens },
   };
 }

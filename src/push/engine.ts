@@ -468,12 +468,17 @@ export class PushEngine {
     const pending = inThisTurn ? 'microtask' : 'immediate';
     if (this.pendingKicks.has(pending)) return;
     this.pendingKicks.add(pending);
-    const run = () => {
-      this.pendingKicks.delete(pending);
-      // stop() may have come between the kick and now: it does not wait for attempts started after it.
-      if (this.running) void this.tick();
-    };
-    if (inThisTurn) queueMicrotask(run);
-    else setImmediate(run);
+    if (inThisTurn) queueMicrotask(this.runMicrotaskKick);
+    else setImmediate(this.runImmediateKick);
+  }
+
+  // Made once, not a named closure per kick (see LiveSessions.weigh on tsx's keepNames).
+  private readonly runMicrotaskKick = (): void => this.runKick('microtask');
+  private readonly runImmediateKick = (): void => this.runKick('immediate');
+
+  private runKick(pending: 'microtask' | 'immediate'): void {
+    this.pendingKicks.delete(pending);
+    // stop() may have come between the kick and now: it does not wait for attempts started after it.
+    if (this.running) void this.tick();
   }
 }
