@@ -215,7 +215,9 @@ export class ClientOps {
   async perform(chatId: string, serviceName: string, id: ClientIdentity, op: ClientOperation, position: Position): Promise<ClientReply> {
     return this.d.sessions.serial(chatId, async (entry) => {
       authorize(entry.session, serviceName, id);
-      const before = op.op === 'fileLimits' ? NOTHING_BEFORE : await this.before(entry, position);
+      // No await when nothing is to be read (a client refreshing from its nextPosition): no extra turn.
+      const read = op.op === 'fileLimits' ? NOTHING_BEFORE : this.before(entry, position);
+      const before = read instanceof Promise ? await read : read;
       await this.touch(entry);
       if (op.op === 'refresh') {
         this.d.hooks?.refreshed(chatId);
@@ -349,26 +351,25 @@ export class ClientOps {
    * The events a reply from `position` carries that exist before the operation changes anything. Read
    * first, so that a failed read changes nothing (the client is told UNAVAILABLE: nothing was changed).
    */
-  private async before(entry: LiveSession, position: Position): Promise<Before> {
+  private before(entry: LiveSession, position: Position): Before | Promise<Before> {
     const from = firstWanted(position);
-    return { from, upTo: entry.session.lastIndex, events: from === undefined ? [] : await this.d.sessions.transcript(entry, from) };
+    const upTo = entry.session.lastIndex;
+    if (from === undefined || from > upTo) return { from, upTo, events: [] };
+    return this.d.sessions.transcript(entry, from).then((events) => ({ from, upTo, events }));
   }
 
   /**
    * The reply: the session as it is now, with the events read before the operation and those the
    * operation appended (`appended`, at the indexes after `before.upTo`).
    */
-  private async reply(entry: LiveSession, before: Before, appended: readonly ChatEvent[] = []): Promise<ClientReply> {
+  private reply(entry: LiveSession, before: Before, appended: readonly ChatEvent[] = []): ClientReply | Promise<ClientReply> {
     const s = entry.session;
     const from = before.from;
-    let messages: ChatEvent[] = [];
-    if (from !== undefined) {
-      messages = [...before.events, ...appended.filter((e) => e.index >= from && e.index > before.upTo)];
-      // Every event from `from` to lastIndex, or (should anything else have appended meanwhile) read again.
-      const want = Math.max(0, s.lastIndex - Math.max(1, from) + 1);
-      if (messages.length !== want) messages = await this.d.sessions.transcript(entry, from);
-    }
-    return { session: s, messages, nextPosition: s.lastIndex + 1 };
+    if (from === undefined) return { session: s, messages: [], nextPosition: s.lastIndex + 1 };
+    const messages = [...before.events, ...appended.filter((e) => e.index >= from && e.index > before.upTo)];
+    // Every event from `from` to lastIndex, or (should anything else have appended meanwhile) read again.
+    if (messages.length === Math.max(0, s.lastIndex - Math.max(1, from) + 1)) return { session: s, messages, nextPosition: s.lastIndex + 1 };
+    return this.d.sessions.transcript(entry, from).then((read) => ({ session: s, messages: read, nextPosition: s.lastIndex + 1 }));
   }
 
   async download(chatId: string, serviceName: string, id: ClientIdentity, fileId: string): Promise<{ meta: FileMeta; bytes: Buffer }> {
