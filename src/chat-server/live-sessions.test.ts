@@ -8,6 +8,22 @@ import type { Store } from '../store/port.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import { LiveSessions } from './live-sessions.ts';
 
+/** The store, with `onCall` run at every call of its method `method`. */
+function counting(store: Store, method: keyof Store, onCall: () => void): Store {
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (prop === method && typeof v === 'function') {
+        return (...args: unknown[]) => {
+          onCall();
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 describe('LiveSessions and the ownership lease', () => {
   let dir: string;
   let store: Store;
@@ -19,18 +35,7 @@ describe('LiveSessions and the ownership lease', () => {
     const real = openSqliteStore({ path: join(dir, 'live.db'), synchronous: 'normal' });
     reads = 0;
     // Counts the ownership checks (loadOwned) the sessions make.
-    store = new Proxy(real, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (prop === 'loadOwned' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            reads++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    store = counting(real, 'loadOwned', () => reads++);
     leaseValid = true;
   });
 
@@ -129,19 +134,7 @@ describe('LiveSessions and a stored document that lags its transcript (SQLite)',
 
   it('holds no transcript: replies read it from the store, and not at all for a client already up to date', async () => {
     let loads = 0;
-    const counting = new Proxy(store, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (prop === 'loadEvents' && typeof v === 'function') {
-          return (...args: unknown[]) => {
-            loads++;
-            return (v as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        }
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
-    });
-    const sessions = new LiveSessions(counting, '117');
+    const sessions = new LiveSessions(counting(store, 'loadEvents', () => loads++), '117');
     const entry = await activeChat(sessions, 1_000);
     for (let i = 0; i < 3; i++) await sessions.serial('c1', (e) => sessions.commit(e, say(e.session, 1, 'Message', { text: `m${i}` }, 2_000 + i)));
     expect(Object.keys(entry)).not.toContain('events');
