@@ -26,16 +26,15 @@ export const AGENT_TOKEN_TTL_MS = 12 * 3600 * 1000;
 /** A token that never opened a desk socket counts as online this long after its last request. */
 export const API_PRESENCE_MS = 2 * 60 * 1000;
 
-/** Presence of one token: its open desk sockets, whether it ever had one, its last use. */
-interface Presence {
+/** A signed-in token with its presence: its open desk sockets, whether it ever had one, its last use. */
+interface HeldToken extends AgentToken {
   desks: number;
   hadDesk: boolean;
   lastSeen: number;
 }
 
 export class AgentDirectory {
-  private readonly tokens = new Map<string, AgentToken>();
-  private readonly presence = new Map<string, Presence>();
+  private readonly tokens = new Map<string, HeldToken>();
 
   constructor(
     private readonly accounts: ReadonlyMap<string, AgentAccount>,
@@ -56,8 +55,7 @@ export class AgentDirectory {
     if (a === undefined || !ok) throw new ParleyError('AGENT_AUTH_FAILED');
     const now = this.clock.now();
     const t: AgentToken = { token: this.ids.token(), agentId, expiresAt: now + AGENT_TOKEN_TTL_MS };
-    this.tokens.set(t.token, t);
-    this.presence.set(t.token, { desks: 0, hadDesk: false, lastSeen: now });
+    this.tokens.set(t.token, { ...t, desks: 0, hadDesk: false, lastSeen: now });
     return t;
   }
 
@@ -70,28 +68,26 @@ export class AgentDirectory {
       this.signOut(t.token);
       throw new ParleyError('AGENT_AUTH_FAILED', 'The agent token expired; sign in again.');
     }
-    const p = this.presence.get(t.token);
-    if (p !== undefined) p.lastSeen = now;
+    t.lastSeen = now;
     return this.account(t.agentId);
   }
 
   signOut(token: string): void {
     this.tokens.delete(token);
-    this.presence.delete(token);
   }
 
   /** A desk WebSocket authenticated with this token (call once per socket). */
   deskOpened(token: string): void {
-    const p = this.presence.get(token);
-    if (p === undefined) return;
-    p.desks++;
-    p.hadDesk = true;
+    const t = this.tokens.get(token);
+    if (t === undefined) return;
+    t.desks++;
+    t.hadDesk = true;
   }
 
   /** A desk WebSocket of this token closed (its tab closed, its network went, or it was dropped). */
   deskClosed(token: string): void {
-    const p = this.presence.get(token);
-    if (p !== undefined && p.desks > 0) p.desks--;
+    const t = this.tokens.get(token);
+    if (t !== undefined && t.desks > 0) t.desks--;
   }
 
   list(): AgentAccount[] {
@@ -106,9 +102,7 @@ export class AgentDirectory {
     const now = this.clock.now();
     for (const t of this.tokens.values()) {
       if (t.agentId !== agentId || t.expiresAt <= now) continue;
-      const p = this.presence.get(t.token);
-      if (p === undefined) continue;
-      if (p.desks > 0 || (!p.hadDesk && now - p.lastSeen < API_PRESENCE_MS)) return true;
+      if (t.desks > 0 || (!t.hadDesk && now - t.lastSeen < API_PRESENCE_MS)) return true;
     }
     return false;
   }
