@@ -14,6 +14,7 @@ import type { ServerChild } from './child.ts';
 import { procCpuMs } from './load.ts';
 import { BENCH_SERVICE } from './parley.ts';
 import type { BenchContext } from './types.ts';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags.ts';
 
 /** Ends the CLI child (SIGTERM, its ordered shutdown) when the harness's end of its stdin closes. */
 const EXIT_WITH_PARENT =
@@ -180,7 +181,7 @@ export async function startCli(
   const options = [process.env['NODE_OPTIONS'] ?? '', EXIT_WITH_PARENT].filter((o) => o.trim() !== '').join(' ');
   const child: ServerChild = await ctx.spawnServer(CLI, {
     args: [command, '--config', ini],
-    nodeArgs,
+    nodeArgs: [...SERVER_NODE_FLAGS, ...nodeArgs],
     env: { PARLEY_LOG_LEVEL: 'warn', NODE_OPTIONS: options, ...env },
     readyPattern: command === 'chat-server' ? NODE_READY : API_READY,
     readyTimeoutMs: 60_000,

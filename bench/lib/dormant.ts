@@ -11,6 +11,7 @@ import { hold } from '../../src/chat/routing.ts';
 import { agentJoin, agentParticipant, openSession, say } from '../../src/chat/session.ts';
 import type { ChatEvent } from '../../src/chat/types.ts';
 import { createRandomIds } from '../../src/ids.ts';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags.ts';
 import { openSqliteStore } from '../../src/store/sqlite.ts';
 import type { ServerChild } from './child.ts';
 import { storeEnv } from './parley.ts';
@@ -217,7 +218,7 @@ export async function startDormantServer(
   const preload = pathToFileURL(join(ctx.root, 'bench', 'lib', 'dormant-gc.ts')).href;
   const t0 = performance.now();
   const child = await ctx.spawnServer('server-parley.ts', {
-    nodeArgs: ['--expose-gc', ...(opts.extraNodeArgs ?? []), '--import', 'tsx', '--import', preload],
+    nodeArgs: [...SERVER_NODE_FLAGS, '--expose-gc', ...(opts.extraNodeArgs ?? []), '--import', 'tsx', '--import', preload],
     env: { ...storeEnv(dbPath), BENCH_PARLEY_INI: DORMANT_INI },
     readyTimeoutMs: opts.readyTimeoutMs,
     onStdoutLine: (line) => {

@@ -5,6 +5,7 @@
 import { appendFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { BenchContext } from './types.ts';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags.ts';
 
 /** The chat service configured by `bench/server-parley.ts`. */
 export const BENCH_SERVICE = 'bench';
@@ -123,12 +124,13 @@ export async function startParley(ctx: BenchContext, env: Record<string, string>
   const prof = process.env['BENCH_SERVER_CPU_PROF'];
   // BENCH_SERVER_NODE_ARGS: more node/V8 options for the server (space-separated), e.g. GC flags.
   const extra = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-  const nodeArgs = [...(prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]), ...extra];
+  // The options every Parley server starts with (src/node-flags.ts), then the profiler's and the extra ones.
+  const nodeArgs = [...SERVER_NODE_FLAGS, ...(prof === undefined || prof === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]), ...extra];
   // BENCH_SERVER_STDOUT=<file>: the server's stdout after READY goes there (e.g. the lines of --trace-gc).
   const out = process.env['BENCH_SERVER_STDOUT'];
   const child = await ctx.spawnServer('server-parley.ts', {
     env: { ...storeEnv(dbPath), ...env },
-    ...(nodeArgs.length === 0 ? {} : { nodeArgs }),
+    nodeArgs,
     ...(out === undefined || out === '' ? {} : { onStdoutLine: (line: string) => appendFileSync(out, `${line}\n`) }),
   });
   return { url: child.url, pid: child.pid, dbPath, logLines: () => child.stderrLines(), stop: () => child.stop() };
