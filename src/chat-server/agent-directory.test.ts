@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../clock.ts';
 import { createRandomIds } from '../ids.ts';
-import { AGENT_TOKEN_TTL_MS, API_PRESENCE_MS, AgentDirectory, type AgentAccount } from './agent-directory.ts';
+import { AGENT_TOKEN_TTL_MS, API_PRESENCE_MS, AgentDirectory, MAX_TOKENS_PER_AGENT, type AgentAccount } from './agent-directory.ts';
 
 const ACCOUNTS = new Map<string, AgentAccount>([
   ['alice', { agentId: 'alice', name: 'Alice', password: 'alice-secret', maxChats: 3 }],
@@ -89,5 +89,32 @@ describe('agent presence', () => {
     dir.deskClosed(t.token);
     expect(dir.isOnline('alice')).toBe(false);
     expect(dir.isOnline('bob')).toBe(false);
+  });
+});
+
+describe('agent tokens', () => {
+  it('end the oldest token of an agent who signs in more than MAX_TOKENS_PER_AGENT times; others keep theirs', () => {
+    const { dir } = directory();
+    const bob = dir.signIn('bob', 'bob-secret');
+    const first = dir.signIn('alice', 'alice-secret');
+    const second = dir.signIn('alice', 'alice-secret');
+    for (let i = 2; i < MAX_TOKENS_PER_AGENT; i++) dir.signIn('alice', 'alice-secret');
+    expect(dir.verify(first.token).agentId).toBe('alice');
+    const newest = dir.signIn('alice', 'alice-secret');
+    expect(() => dir.verify(first.token)).toThrow(expect.objectContaining({ code: 'AGENT_AUTH_FAILED' }));
+    expect(dir.verify(second.token).agentId).toBe('alice');
+    expect(dir.verify(newest.token).agentId).toBe('alice');
+    expect(dir.verify(bob.token).agentId).toBe('bob');
+  });
+
+  it('keep presence right when a token with an open desk is ended by the cap', () => {
+    const { dir } = directory();
+    const desk = dir.signIn('alice', 'alice-secret');
+    dir.deskOpened(desk.token);
+    for (let i = 0; i < MAX_TOKENS_PER_AGENT; i++) dir.signIn('alice', 'alice-secret');
+    // The desk's token is gone; the newest tokens were used for nothing but signing in (API presence).
+    expect(() => dir.verify(desk.token)).toThrow(expect.objectContaining({ code: 'AGENT_AUTH_FAILED' }));
+    dir.deskClosed(desk.token);
+    expect(dir.isOnline('alice')).toBe(true);
   });
 });

@@ -23,6 +23,12 @@ export interface AgentToken {
 }
 
 export const AGENT_TOKEN_TTL_MS = 12 * 3600 * 1000;
+/**
+ * Most tokens one agent holds at once (desk tabs, devices, integrations). A sign-in beyond it ends the
+ * agent's oldest token (expired or not), so that a script signing in again and again cannot fill the
+ * memory with tokens that live 12 hours: the directory holds at most this many per configured agent.
+ */
+export const MAX_TOKENS_PER_AGENT = 32;
 /** A token that never opened a desk socket counts as online this long after its last request. */
 export const API_PRESENCE_MS = 2 * 60 * 1000;
 
@@ -35,6 +41,8 @@ interface HeldToken extends AgentToken {
 
 export class AgentDirectory {
   private readonly tokens = new Map<string, HeldToken>();
+  /** Each agent's tokens, oldest first (at most MAX_TOKENS_PER_AGENT). */
+  private readonly byAgent = new Map<string, HeldToken[]>();
 
   constructor(
     private readonly accounts: ReadonlyMap<string, AgentAccount>,
@@ -54,9 +62,13 @@ export class AgentDirectory {
     const ok = constantTimeEqual(password, a?.password ?? '\u0000'.repeat(password.length + 1));
     if (a === undefined || !ok) throw new ParleyError('AGENT_AUTH_FAILED');
     const now = this.clock.now();
-    const t: AgentToken = { token: this.ids.token(), agentId, expiresAt: now + AGENT_TOKEN_TTL_MS };
-    this.tokens.set(t.token, { ...t, desks: 0, hadDesk: false, lastSeen: now });
-    return t;
+    let held = this.byAgent.get(agentId);
+    if (held === undefined) this.byAgent.set(agentId, (held = []));
+    while (held.length >= MAX_TOKENS_PER_AGENT) this.signOut((held[0] as HeldToken).token);
+    const t: HeldToken = { token: this.ids.token(), agentId, expiresAt: now + AGENT_TOKEN_TTL_MS, desks: 0, hadDesk: false, lastSeen: now };
+    this.tokens.set(t.token, t);
+    held.push(t);
+    return { token: t.token, agentId, expiresAt: t.expiresAt };
   }
 
   /** The agent a bearer token belongs to, or AGENT_AUTH_FAILED when unknown or expired. */
@@ -73,7 +85,11 @@ export class AgentDirectory {
   }
 
   signOut(token: string): void {
+    const t = this.tokens.get(token);
+    if (t === undefined) return;
     this.tokens.delete(token);
+    const held = this.byAgent.get(t.agentId) ?? [];
+    held.splice(held.indexOf(t), 1);
   }
 
   /** A desk WebSocket authenticated with this token (call once per socket). */
@@ -100,8 +116,8 @@ export class AgentDirectory {
    */
   isOnline(agentId: string): boolean {
     const now = this.clock.now();
-    for (const t of this.tokens.values()) {
-      if (t.agentId !== agentId || t.expiresAt <= now) continue;
+    for (const t of this.byAgent.get(agentId) ?? []) {
+      if (t.expiresAt <= now) continue;
       if (t.desks > 0 || (!t.hadDesk && now - t.lastSeen < API_PRESENCE_MS)) return true;
     }
     return false;
