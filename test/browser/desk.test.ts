@@ -21,7 +21,7 @@ const contexts: BrowserContext[] = [];
 
 beforeAll(async () => {
   mkdirSync(IMAGES, { recursive: true });
-  [srv, browser] = await Promise.all([startTestServer(`[chat.${ASYNC}]\nasync-mode = true\n`), launchChromium()]);
+  [srv, browser] = await Promise.all([startTestServer(`[chat.${ASYNC}]\nasync-mode = true\n[agent.carol]\nname = Carol\npassword = carol-secret\n`), launchChromium()]);
 }, 600_000);
 
 afterAll(async () => {
@@ -294,6 +294,37 @@ describe('agent desk in Chromium', () => {
     expect(await bob.page.getByRole('button', { name: 'Accept', exact: true }).isEnabled()).toBe(true);
     await jo.op('disconnect');
     expect([...alice.errors, ...bob.errors]).toEqual([]);
+  });
+
+  it('a transfer refused because the agent went offline meanwhile says so, and the list shows them offline', async () => {
+    const gus = new ChatClient(srv.url);
+    await gus.start({ nickname: 'Gus', subject: 'For Carol' });
+    const carol = new AgentClient(srv.url, 'carol', 'carol-secret');
+    await carol.login();
+    const alice = await openDesk();
+    await signIn(alice.page, 'alice', 'alice-secret');
+    await item(alice.page, 'queue', gus.chatId).click();
+    await alice.page.getByRole('button', { name: 'Accept', exact: true }).click();
+    await alice.page.locator('#reply').waitFor();
+    await alice.page.getByRole('button', { name: 'Transfer…' }).click();
+    const option = alice.page.locator('#transfer-target option[value="carol"]');
+    await option.waitFor({ state: 'attached' });
+    expect(await option.textContent()).toContain('online');
+    // Carol signs out while the dialog is open.
+    expect((await carol.call('POST', 'logout', {})).status).toBe(200);
+    await alice.page.locator('#transfer-target').selectOption('carol');
+    await alice.page.locator('#transfer-submit').click();
+    await alice.page.locator('#transfer-error').filter({ hasText: 'not online' }).waitFor();
+    await alice.page.locator('#transfer-target option[value="carol"]').filter({ hasText: 'offline' }).waitFor({ state: 'attached' });
+    expect(await alice.page.locator('#transfer-target').inputValue()).toBe('carol');
+    expect(await alice.page.locator('#transfer-dialog').isVisible()).toBe(true);
+    // Back to the queue instead: the chat leaves alice.
+    await alice.page.locator('#transfer-target').selectOption('');
+    await alice.page.locator('#transfer-submit').click();
+    await alice.page.locator('#transfer-dialog').waitFor({ state: 'hidden' });
+    await gus.op('disconnect');
+    // The refused transfer's 409 is the only thing the browser logged.
+    expect(alice.errors).toEqual(['Failed to load resource: the server responded with a status of 409 (Conflict)']);
   });
 
   it('lists the closed chat in the contact history and opens its transcript read-only', async () => {

@@ -886,12 +886,16 @@ async function openTransfer(): Promise<void> {
   const d = chatDom;
   if (d === undefined) return;
   const dialog = byId<HTMLDialogElement>('transfer-dialog');
-  const select = byId<HTMLSelectElement>('transfer-target');
-  const err = byId('transfer-error');
-  err.textContent = '';
-  select.replaceChildren(h('option', { value: '' }, 'Back to the queue (any agent)'));
+  byId('transfer-error').textContent = '';
   dialog.showModal();
-  select.focus();
+  byId<HTMLSelectElement>('transfer-target').focus();
+  await fillTransferTargets();
+}
+
+/** The agents to transfer to, with their presence and load as the server sees them now; `keep` stays selected. */
+async function fillTransferTargets(keep = ''): Promise<void> {
+  const select = byId<HTMLSelectElement>('transfer-target');
+  select.replaceChildren(h('option', { value: '' }, 'Back to the queue (any agent)'));
   try {
     const agents = await api.agents();
     for (const a of agents) {
@@ -899,8 +903,9 @@ async function openTransfer(): Promise<void> {
       const load = `${a.activeChats}/${a.maxChats} chats`;
       select.append(h('option', { value: a.agentId }, `${a.name} (${a.agentId}) — ${a.online ? 'online' : 'offline'}, ${load}`));
     }
+    if ([...select.options].some((o) => o.value === keep)) select.value = keep;
   } catch (e) {
-    err.textContent = `The agent list could not be loaded: ${errorText(e)}`;
+    byId('transfer-error').textContent = `The agent list could not be loaded: ${errorText(e)}`;
   }
 }
 
@@ -909,8 +914,14 @@ async function submitTransfer(ev: Event): Promise<void> {
   const dialog = byId<HTMLDialogElement>('transfer-dialog');
   const target = byId<HTMLSelectElement>('transfer-target').value;
   const ok = await act('transfer', target === '' ? {} : { toAgentId: target });
-  if (ok) dialog.close();
-  else byId('transfer-error').textContent = chatDom?.flash.textContent ?? 'The transfer failed.';
+  if (ok) {
+    dialog.close();
+    return;
+  }
+  // Refused (the agent went offline, is full, ...): the list is reloaded, so that it shows why.
+  const why = chatDom?.flash.textContent ?? 'The transfer failed.';
+  await fillTransferTargets(target);
+  byId('transfer-error').textContent = why;
 }
 
 // ---------------------------------------------------------------------------------------------------
