@@ -213,3 +213,40 @@ describe('transfer to an agent who is not online: which error wins', () => {
     expect({ status: t.status, code: t.body.error?.code }).toEqual({ status: 400, code: 'CHAT_ENDED' });
   });
 });
+
+describe('a woken chat and its last agent', () => {
+  async function heldBy(alice: AgentClient): Promise<ChatClient> {
+    const c = new ChatClient(srv!.url);
+    await c.start({ nickname: 'Sam', subject: 'S', 'userData[GCTI_Chat_AsyncMode]': 'true' });
+    expect((await alice.accept(c.chatId)).status).toBe(200);
+    expect((await alice.call('POST', `chats/${c.chatId}/hold`, {})).status).toBe(200);
+    return c;
+  }
+
+  it('goes to its last agent first while that agent is at a desk', async () => {
+    await start();
+    const alice = await agent('alice', 'alice-secret');
+    const bob = await agent('bob', 'bob-secret-1');
+    await desk(alice.token);
+    const c = await heldBy(alice);
+    expect((await c.op('send', { message: 'back again' })).body.statusCode).toBe(0);
+    const waiting = (await bob.overview()).body.waiting as Array<{ chatId: string; routedTo?: string }>;
+    expect(waiting.find((w) => w.chatId === c.chatId)).toBeUndefined();
+    expect((await bob.accept(c.chatId)).status).toBe(409);
+    expect((await alice.overview()).body.waiting.map((w: { chatId: string; routedTo?: string }) => [w.chatId, w.routedTo])).toEqual([[c.chatId, 'alice']]);
+  });
+
+  it('goes to anyone at once when its last agent is not online (the desk closed), instead of waiting last-agent-timeout for nobody', async () => {
+    await start();
+    const alice = await agent('alice', 'alice-secret');
+    const bob = await agent('bob', 'bob-secret-1');
+    const d = await desk(alice.token);
+    const c = await heldBy(alice);
+    d.ws.close();
+    await until(() => onlineOf(bob, 'alice'), false, 'alice offline');
+    expect((await c.op('send', { message: 'back again' })).body.statusCode).toBe(0);
+    const waiting = (await bob.overview()).body.waiting as Array<{ chatId: string; routedTo?: string }>;
+    expect(waiting.find((w) => w.chatId === c.chatId)).toEqual(expect.not.objectContaining({ routedTo: expect.anything() }));
+    expect((await bob.accept(c.chatId)).status).toBe(200);
+  });
+});

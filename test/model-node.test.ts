@@ -76,6 +76,7 @@ const IDLE: IdleSettings = {
   async: { alertMs: 30_000, closeMs: 20_000, notices: 'major' },
   inactivity: { enabled: true, notices: 'major', alertMs: 25_000, alert2Ms: 5_000, closeMs: 10_000, messageAlert: 'x', messageAlert2: 'x', messageClose: 'x' },
   lastAgentMs: 15_000,
+  agentOnline: () => true,
 };
 
 let RESEND = false;

@@ -167,7 +167,7 @@ describe('a slow ownership check racing an operation that parks a dormant chat',
     faults.gateLoadOwned = new Promise<void>((resolve) => (gateOpen.release = resolve));
     const waking = sessions.serial(chatId, (e) => {
       const c = say(e.session, 1, 'Message', { text: 'are you there?' }, now);
-      const woken = e.session.state === 'dormant' ? wake(c.session, 60_000, now).session : c.session;
+      const woken = e.session.state === 'dormant' ? wake(c.session, 60_000, now, () => true).session : c.session;
       return sessions.commit(e, { session: woken, events: c.events });
     });
     faults.gateLoadOwned = undefined;

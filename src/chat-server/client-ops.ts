@@ -102,6 +102,8 @@ export interface ClientOpsDeps {
   readonly asyncServices: ReadonlySet<string>;
   /** How long a woken chat is offered only to its last agent. */
   readonly lastAgentMs: number;
+  /** Is the agent online (a woken chat of an agent who is not goes to anyone at once)? */
+  readonly agentOnline: (agentId: string) => boolean;
   readonly hooks?: ClientHooks;
   /** Admission control: throws UNAVAILABLE over the node's limits; else answers the release of the pending session. */
   readonly admit?: (withPush: boolean) => () => void;
@@ -295,7 +297,7 @@ export class ClientOps {
   /** A customer message or file wakes a dormant chat: it goes back to the queue, to its last agent first. */
   private wakeOnMessage(before: Session, change: Change): Change {
     if (before.state !== 'dormant' || !change.events.some((e) => e.type === 'Message' || e.type === 'FileUploaded')) return change;
-    return { session: wake(change.session, this.d.lastAgentMs, this.d.clock.now()).session, events: change.events };
+    return { session: wake(change.session, this.d.lastAgentMs, this.d.clock.now(), this.d.agentOnline).session, events: change.events };
   }
 
   /** The limits arrive as a Notice `file-client-cfg-get` that is not part of the transcript (wire facts §7). */

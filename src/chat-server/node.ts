@@ -65,6 +65,8 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   const metrics = createMetrics();
   const registry = new GatewayRegistry();
   const random = deps.random ?? Math.random;
+  // Presence decides where a woken chat goes (timers, client operations) and whether a transfer can go.
+  const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);
   const push = new PushEngine({
     store: deps.store,
     clock: deps.clock,
@@ -121,6 +123,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
           messageClose: config.inactivity.messageClose,
         },
         lastAgentMs: config.routing.lastAgentTimeoutMs,
+        agentOnline: (id) => agents.isOnline(id),
       },
       flexDisconnectMs: s.flexDisconnectTimeoutMs,
       flexPushMs: s.flexPushTimeoutMs,
@@ -155,6 +158,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     push: { enabled: s.flexPushEnabled, onJoin: s.flexPushOnJoin },
     asyncServices: new Set([...config.services.values()].filter((x) => x.asyncMode).map((x) => x.name)),
     lastAgentMs: config.routing.lastAgentTimeoutMs,
+    agentOnline: (id) => agents.isOnline(id),
     admit: (withPush) => admission.admit(withPush),
     hooks: {
       created: (session) => {
@@ -169,7 +173,6 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
       resumed: (session) => t.track(session),
     },
   });
-  const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);
   const agentOps = new AgentOps(sessions, deps.clock, {
     transferMs: config.routing.lastAgentTimeoutMs,
     agentExists: (id) => config.agents.has(id),

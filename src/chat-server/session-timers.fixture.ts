@@ -21,6 +21,7 @@ export const SETTINGS: SessionTimerSettings = {
       messageClose: 'closed',
     },
     lastAgentMs: 2 * MIN,
+    agentOnline: () => true,
   },
   flexDisconnectMs: 45 * SEC,
   flexPushMs: 24 * 60 * MIN,

@@ -68,7 +68,7 @@ const clientSays = (text: string) => (s: Session, now: number) => say(s, 1, 'Mes
 /** A customer message that wakes a dormant chat (ClientOps.wakeOnMessage). */
 const clientWakes = (text: string) => (s: Session, now: number): Change => {
   const c = say(s, 1, 'Message', { text }, now);
-  return { session: wake(c.session, SETTINGS.idle.lastAgentMs, now).session, events: c.events };
+  return { session: wake(c.session, SETTINGS.idle.lastAgentMs, now, SETTINGS.idle.agentOnline).session, events: c.events };
 };
 
 async function current(node: Node, chatId: string): Promise<{ session: Session; events: ChatEvent[] }> {

@@ -21,7 +21,7 @@ const OPS: Record<string, Op> = {
   join: (s, now) => agentJoin(s, { agentId: 'alice', nickname: 'Alice' }, now),
   leave: (s, now) => agentLeave(s, 'alice', now),
   hold: (s, now) => hold(s, 'alice', now),
-  wake: (s, now) => wake(s, 60_000, now),
+  wake: (s, now) => wake(s, 60_000, now, () => true),
   transfer: (s, now) => transfer(s, 'alice', undefined, 30_000, now),
   nickname: (s, now) => updateNickname(s, 1, 'Janet', now),
   data: (s, now) => updateData(s, { k: String(now) }, now),

@@ -31,6 +31,7 @@ const CFG: IdleSettings = {
     messageClose: 'Chat session closed due to inactivity of chat participants.',
   },
   lastAgentMs: 120 * SEC,
+  agentOnline: () => true,
 };
 
 function withCfg(patch: { async?: Partial<IdleSettings['async']>; inactivity?: Partial<IdleSettings['inactivity']>; lastAgentMs?: number }): IdleSettings {
@@ -38,6 +39,7 @@ function withCfg(patch: { async?: Partial<IdleSettings['async']>; inactivity?: P
     async: { ...CFG.async, ...patch.async },
     inactivity: { ...CFG.inactivity, ...patch.inactivity },
     lastAgentMs: patch.lastAgentMs ?? CFG.lastAgentMs,
+    agentOnline: CFG.agentOnline,
   };
 }
 
@@ -296,6 +298,12 @@ describe('applyIdleAction', () => {
 
   it('async alert with lastAgentMs 0 wakes the chat unrouted', () => {
     const { session } = applyIdleAction(dormantAsync(), 'alert', withCfg({ lastAgentMs: 0 }), T0 + alertMs);
+    expect(session.state).toBe('waiting');
+    expect(session.routing).toBeUndefined();
+  });
+
+  it('async alert wakes the chat unrouted when the workbin agent is not online', () => {
+    const { session } = applyIdleAction(dormantAsync(), 'alert', { ...CFG, agentOnline: (id) => id !== 'alice' }, T0 + alertMs);
     expect(session.state).toBe('waiting');
     expect(session.routing).toBeUndefined();
   });

@@ -25,6 +25,8 @@ export interface IdleSettings {
   };
   /** How long a woken chat is offered only to its last agent. */
   readonly lastAgentMs: number;
+  /** Is the agent online (a woken chat of an agent who is not goes to anyone at once)? */
+  readonly agentOnline: (agentId: string) => boolean;
 }
 
 export type IdleAction = 'alert' | 'alert2' | 'close';
@@ -99,5 +101,5 @@ export function applyIdleAction(s: Session, action: IdleAction, cfg: IdleSetting
     GCTI_Chat_AsyncCheckAt: new Date(now + cfg.async.closeMs).toISOString(),
   };
   const alerted = idleNotice(s, ic.messageAlert, 'IDLE_CONTROL_ALERT', now, { idleAlert: { stage: 1, at: now }, userData });
-  return { session: wake(alerted.session, cfg.lastAgentMs, now).session, events: alerted.events };
+  return { session: wake(alerted.session, cfg.lastAgentMs, now, cfg.agentOnline).session, events: alerted.events };
 }

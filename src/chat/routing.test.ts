@@ -115,9 +115,12 @@ describe('hold', () => {
   });
 });
 
+/** Every agent online. */
+const ONLINE = (): boolean => true;
+
 describe('wake', () => {
   it('sends a dormant chat back to the queue, routed to the workbin agent for lastAgentMs', () => {
-    const { session, events } = wake(dormant(), 60_000, T0 + 100);
+    const { session, events } = wake(dormant(), 60_000, T0 + 100, ONLINE);
     expect(events).toEqual([]);
     expect(session.state).toBe('waiting');
     expect(session.workbin).toBeUndefined();
@@ -129,22 +132,34 @@ describe('wake', () => {
   });
 
   it('with lastAgentMs 0 the woken chat goes to anyone', () => {
-    const { session } = wake(dormant(), 0, T0 + 100);
+    const { session } = wake(dormant(), 0, T0 + 100, ONLINE);
     expect(session.state).toBe('waiting');
     expect(session.routing).toBeUndefined();
     expect(session.workbin).toBeUndefined();
     expect(offeredTo(session, 'bob', T0 + 100)).toBe(true);
   });
 
+  it('goes to anyone at once when the workbin agent is not online (asked about that agent)', () => {
+    const asked: string[] = [];
+    const { session } = wake(dormant(), 60_000, T0 + 100, (agentId) => {
+      asked.push(agentId);
+      return false;
+    });
+    expect(asked).toEqual(['alice']);
+    expect(session.state).toBe('waiting');
+    expect(session.routing).toBeUndefined();
+    expect(offeredTo(session, 'bob', T0 + 100)).toBe(true);
+  });
+
   it('falls back to lastAgentId when there is no workbin', () => {
     const { workbin: _w, ...noWorkbin } = dormant();
-    const { session } = wake(deepFreeze(noWorkbin), 1000, T0 + 100);
+    const { session } = wake(deepFreeze(noWorkbin), 1000, T0 + 100, ONLINE);
     expect(session.routing).toEqual({ agentId: 'alice', until: T0 + 1100 });
   });
 
   it('leaves a session that is not dormant unchanged', () => {
     for (const s of [fresh(), withAlice(), deepFreeze({ ...withAlice(), state: 'ended' as const })]) {
-      const c = wake(s, 60_000, T0 + 100);
+      const c = wake(s, 60_000, T0 + 100, ONLINE);
       expect(c.session).toBe(s);
       expect(c.events).toEqual([]);
     }
@@ -261,7 +276,7 @@ describe('purity', () => {
     for (const s of inputs) {
       offeredTo(s, 'alice', T0 + 100);
       canTake(s, 'alice', T0 + 100);
-      wake(s, 1000, T0 + 100);
+      wake(s, 1000, T0 + 100, ONLINE);
       for (const fn of [
         () => hold(s, 'alice', T0 + 100),
         () => transfer(s, 'alice', 'bob', 1000, T0 + 100),

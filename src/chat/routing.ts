@@ -26,13 +26,14 @@ export function hold(s: Session, agentId: string, now: number): Change {
 
 /**
  * Wakes a dormant chat (a customer message, the async idle alert): it waits in the queue, offered first to
- * the agent whose workbin held it, for `lastAgentMs`, then to anyone.
+ * the agent whose workbin held it, for `lastAgentMs`, then to anyone. When that agent is not online
+ * (`online`), to anyone at once: the customer would wait `lastAgentMs` for nobody.
  */
-export function wake(s: Session, lastAgentMs: number, now: number): Change {
+export function wake(s: Session, lastAgentMs: number, now: number, online: (agentId: string) => boolean): Change {
   if (s.state !== 'dormant') return { session: s, events: [] };
   const agentId = s.workbin?.agentId ?? s.lastAgentId;
   const { workbin: _w, ...rest } = s;
-  const routing = agentId === undefined || lastAgentMs <= 0 ? undefined : { agentId, until: now + lastAgentMs };
+  const routing = agentId === undefined || lastAgentMs <= 0 || !online(agentId) ? undefined : { agentId, until: now + lastAgentMs };
   return { session: { ...rest, state: 'waiting', updatedAt: now, queuedAt: now, ...(routing === undefined ? {} : { routing }) }, events: [] };
 }
 

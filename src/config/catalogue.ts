@@ -241,7 +241,7 @@ export const FIXED_SECTIONS = {
     options: {
       'last-agent-timeout': {
         type: 'seconds', default: 600, min: 0, max: 86400,
-        doc: 'A woken or transferred chat is offered only to its last (or target) agent for this long, then to anyone; 0 = anyone at once.',
+        doc: 'A woken or transferred chat is offered only to its last (or target) agent for this long, then to anyone; 0 = anyone at once. A chat woken while its last agent is not online goes to anyone at once.',
       },
     },
   },
