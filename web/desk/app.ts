@@ -886,26 +886,39 @@ async function openTransfer(): Promise<void> {
   const d = chatDom;
   if (d === undefined) return;
   const dialog = byId<HTMLDialogElement>('transfer-dialog');
-  byId('transfer-error').textContent = '';
+  const select = byId<HTMLSelectElement>('transfer-target');
+  const err = byId('transfer-error');
+  err.textContent = '';
+  select.replaceChildren(h('option', { value: '' }, 'Back to the queue (any agent)'));
   dialog.showModal();
-  byId<HTMLSelectElement>('transfer-target').focus();
-  await fillTransferTargets();
+  select.focus();
+  err.textContent = (await fillTransferTargets()) ?? '';
 }
 
-/** The agents to transfer to, with their presence and load as the server sees them now; `keep` stays selected. */
-async function fillTransferTargets(keep = ''): Promise<void> {
+/** Loads of the transfer targets started; only the latest one fills the list. */
+let targetLoads = 0;
+
+/**
+ * The agents to transfer to, with their presence and load as the server sees them now (`keep` stays
+ * selected). Answers why the list could not be loaded, if it could not.
+ */
+async function fillTransferTargets(keep = ''): Promise<string | undefined> {
+  const load = ++targetLoads;
   const select = byId<HTMLSelectElement>('transfer-target');
-  select.replaceChildren(h('option', { value: '' }, 'Back to the queue (any agent)'));
   try {
     const agents = await api.agents();
+    // A later load (a refusal while the first load was under way) fills the list, once.
+    if (load !== targetLoads) return undefined;
+    select.replaceChildren(h('option', { value: '' }, 'Back to the queue (any agent)'));
     for (const a of agents) {
       if (a.agentId === me()) continue;
-      const load = `${a.activeChats}/${a.maxChats} chats`;
-      select.append(h('option', { value: a.agentId }, `${a.name} (${a.agentId}) — ${a.online ? 'online' : 'offline'}, ${load}`));
+      const chats = `${a.activeChats}/${a.maxChats} chats`;
+      select.append(h('option', { value: a.agentId }, `${a.name} (${a.agentId}) — ${a.online ? 'online' : 'offline'}, ${chats}`));
     }
     if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+    return undefined;
   } catch (e) {
-    byId('transfer-error').textContent = `The agent list could not be loaded: ${errorText(e)}`;
+    return load === targetLoads ? `The agent list could not be loaded: ${errorText(e)}` : undefined;
   }
 }
 
@@ -920,8 +933,8 @@ async function submitTransfer(ev: Event): Promise<void> {
   }
   // Refused (the agent went offline, is full, ...): the list is reloaded, so that it shows why.
   const why = chatDom?.flash.textContent ?? 'The transfer failed.';
-  await fillTransferTargets(target);
-  byId('transfer-error').textContent = why;
+  const failed = await fillTransferTargets(target);
+  byId('transfer-error').textContent = failed === undefined ? why : `${why} ${failed}`;
 }
 
 // ---------------------------------------------------------------------------------------------------
