@@ -249,4 +249,24 @@ describe('a woken chat and its last agent', () => {
     expect(waiting.find((w) => w.chatId === c.chatId)).toEqual(expect.not.objectContaining({ routedTo: expect.anything() }));
     expect((await bob.accept(c.chatId)).status).toBe(200);
   });
+
+  it('offered to anyone as soon as its last agent goes offline after the wake-up (the last desk closes), not after last-agent-timeout', async () => {
+    await start();
+    const alice = await agent('alice', 'alice-secret');
+    const bob = await agent('bob', 'bob-secret-1');
+    const d1 = await desk(alice.token);
+    const d2 = await desk(alice.token);
+    const c = await heldBy(alice);
+    expect((await c.op('send', { message: 'back again' })).body.statusCode).toBe(0);
+    expect((await bob.accept(c.chatId)).status).toBe(409);
+    // One of two desks closing leaves alice online: still hers.
+    d1.ws.close();
+    await closed(d1.ws);
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await bob.accept(c.chatId)).status).toBe(409);
+    d2.ws.close();
+    const waiting = async () => ((await bob.overview()).body.waiting as Array<{ chatId: string }>).some((w) => w.chatId === c.chatId);
+    await until(waiting, true, 'the chat offered to bob');
+    expect((await bob.accept(c.chatId)).status).toBe(200);
+  });
 });

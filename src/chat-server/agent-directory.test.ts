@@ -118,3 +118,38 @@ describe('agent tokens', () => {
     expect(dir.isOnline('alice')).toBe(true);
   });
 });
+
+describe('onOffline', () => {
+  it('tells when the last desk of an agent closes, or an online agent signs out; not while another desk or token keeps them online', () => {
+    const { dir } = directory();
+    const offline: string[] = [];
+    dir.onOffline((id) => offline.push(id));
+    const a = dir.signIn('alice', 'alice-secret');
+    dir.deskOpened(a.token);
+    dir.deskOpened(a.token);
+    dir.deskClosed(a.token);
+    expect(offline).toEqual([]);
+    dir.deskClosed(a.token);
+    expect(offline).toEqual(['alice']);
+    // Signing out a token that was already offline (its desk closed) tells nothing more.
+    dir.signOut(a.token);
+    expect(offline).toEqual(['alice']);
+    const b1 = dir.signIn('bob', 'bob-secret');
+    const b2 = dir.signIn('bob', 'bob-secret');
+    dir.signOut(b1.token);
+    expect(offline).toEqual(['alice']);
+    dir.signOut(b2.token);
+    expect(offline).toEqual(['alice', 'bob']);
+  });
+
+  it('tells nothing when a sign-in beyond the cap ends the token of the desk the agent is at', () => {
+    const { dir } = directory();
+    const offline: string[] = [];
+    dir.onOffline((id) => offline.push(id));
+    const desk = dir.signIn('alice', 'alice-secret');
+    dir.deskOpened(desk.token);
+    for (let i = 0; i < MAX_TOKENS_PER_AGENT; i++) dir.signIn('alice', 'alice-secret');
+    expect(dir.isOnline('alice')).toBe(true);
+    expect(offline).toEqual([]);
+  });
+});

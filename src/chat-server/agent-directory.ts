@@ -43,6 +43,7 @@ export class AgentDirectory {
   private readonly tokens = new Map<string, HeldToken>();
   /** Each agent's tokens, oldest first (at most MAX_TOKENS_PER_AGENT). */
   private readonly byAgent = new Map<string, HeldToken[]>();
+  private readonly offlineListeners: Array<(agentId: string) => void> = [];
 
   constructor(
     private readonly accounts: ReadonlyMap<string, AgentAccount>,
@@ -64,10 +65,11 @@ export class AgentDirectory {
     const now = this.clock.now();
     let held = this.byAgent.get(agentId);
     if (held === undefined) this.byAgent.set(agentId, (held = []));
-    while (held.length >= MAX_TOKENS_PER_AGENT) this.signOut((held[0] as HeldToken).token);
     const t: HeldToken = { token: this.ids.token(), agentId, expiresAt: now + AGENT_TOKEN_TTL_MS, desks: 0, hadDesk: false, lastSeen: now };
     this.tokens.set(t.token, t);
     held.push(t);
+    // The new token is in first, so the agent stays online while the oldest go.
+    while (held.length > MAX_TOKENS_PER_AGENT) this.signOut((held[0] as HeldToken).token);
     return { token: t.token, agentId, expiresAt: t.expiresAt };
   }
 
@@ -87,9 +89,25 @@ export class AgentDirectory {
   signOut(token: string): void {
     const t = this.tokens.get(token);
     if (t === undefined) return;
-    this.tokens.delete(token);
-    const held = this.byAgent.get(t.agentId) ?? [];
-    held.splice(held.indexOf(t), 1);
+    this.watch(t.agentId, () => {
+      this.tokens.delete(token);
+      const held = this.byAgent.get(t.agentId) ?? [];
+      held.splice(held.indexOf(t), 1);
+    });
+  }
+
+  /**
+   * Calls `fn` each time an agent who was online is no longer because of a sign-out or a desk closing.
+   * (A token expiring, or an API-only token's presence lapsing, happens with time and calls nothing.)
+   */
+  onOffline(fn: (agentId: string) => void): void {
+    this.offlineListeners.push(fn);
+  }
+
+  private watch(agentId: string, change: () => void): void {
+    const was = this.isOnline(agentId);
+    change();
+    if (was && !this.isOnline(agentId)) for (const fn of this.offlineListeners) fn(agentId);
   }
 
   /** A desk WebSocket authenticated with this token (call once per socket). */
@@ -103,7 +121,7 @@ export class AgentDirectory {
   /** A desk WebSocket of this token closed (its tab closed, its network went, or it was dropped). */
   deskClosed(token: string): void {
     const t = this.tokens.get(token);
-    if (t !== undefined && t.desks > 0) t.desks--;
+    if (t !== undefined && t.desks > 0) this.watch(t.agentId, () => t.desks--);
   }
 
   list(): AgentAccount[] {

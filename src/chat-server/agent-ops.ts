@@ -4,7 +4,7 @@
  * history.
  */
 import type { Clock } from '../clock.ts';
-import { canTake, hold, offeredTo, transfer } from '../chat/routing.ts';
+import { canTake, hold, offeredTo, releaseRouting, transfer } from '../chat/routing.ts';
 import * as core from '../chat/session.ts';
 import type { ChatSummary } from '../chat/summary.ts';
 import type { Change, ChatEvent, FileMeta, Session } from '../chat/types.ts';
@@ -200,6 +200,34 @@ export class AgentOps {
       await this.sessions.commit(entry, change);
       return { session: entry.session, events: change.events, from };
     });
+  }
+
+  /**
+   * The agent went offline: every waiting chat routed to that agent (woken, transferred) is offered to
+   * anyone at once. Each release is a stored change, so the desks hear of it and a restored session keeps
+   * it. One that fails (the store) keeps its routing until its deadline, as before; they are counted.
+   */
+  async releaseRoutedTo(agentId: string): Promise<{ released: number; failed: number }> {
+    const now = this.clock.now();
+    const routed: string[] = [];
+    for (const e of this.sessions.all()) {
+      const r = e.session.routing;
+      if (e.session.state === 'waiting' && r !== undefined && r.agentId === agentId && r.until > now) routed.push(e.session.chatId);
+    }
+    const results = await Promise.allSettled(
+      routed.map((chatId) =>
+        this.sessions.serial(chatId, async (entry) => {
+          const change = releaseRouting(entry.session, agentId, this.clock.now());
+          if (change.session === entry.session) return false;
+          await this.sessions.commit(entry, change);
+          return true;
+        }),
+      ),
+    );
+    return {
+      released: results.filter((r) => r.status === 'fulfilled' && r.value).length,
+      failed: results.filter((r) => r.status === 'rejected').length,
+    };
   }
 
   /** An agent reads a chat it is in or is offered, or any dormant or ended chat (contact history). */

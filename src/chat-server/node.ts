@@ -178,6 +178,12 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     agentExists: (id) => config.agents.has(id),
     agentOnline: (id) => agents.isOnline(id),
   });
+  // An agent who goes offline no longer holds the chats routed to them (woken, transferred).
+  agents.onOffline((agentId) => {
+    void agentOps.releaseRoutedTo(agentId).then(({ released, failed }) => {
+      if (released + failed > 0) deps.log.info({ agentId, released, failed }, 'agent offline: routed chats offered to anyone');
+    });
+  });
   const kpi = new Kpi({ alias, clock: deps.clock, metrics, sessions, push, store: deps.store });
   if (deps.autoRun ?? true) {
     push.run();

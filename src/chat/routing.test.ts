@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ParleyError, type ErrorCode } from '../errors.ts';
-import { canTake, hold, offeredTo, transfer, wake } from './routing.ts';
+import { canTake, hold, offeredTo, releaseRouting, transfer, wake } from './routing.ts';
 import { agentJoin, openSession, type OpenSessionInput } from './session.ts';
 import type { Session } from './types.ts';
 
@@ -290,5 +290,23 @@ describe('purity', () => {
       }
     }
     expect(inputs.map((s) => JSON.stringify(s))).toEqual(snapshots);
+  });
+});
+
+describe('releaseRouting', () => {
+  it('offers a chat routed to the agent to anyone from now on', () => {
+    const woken = wake(dormant(), 60_000, T0 + 100, ONLINE).session;
+    const { session, events } = releaseRouting(woken, 'alice', T0 + 200);
+    expect(events).toEqual([]);
+    expect(session.routing).toBeUndefined();
+    expect(session.state).toBe('waiting');
+    expect(offeredTo(session, 'bob', T0 + 200)).toBe(true);
+  });
+
+  it('leaves a chat routed to another agent, one whose routing already ended, and one not waiting as they are', () => {
+    const woken = wake(dormant(), 60_000, T0 + 100, ONLINE).session;
+    expect(releaseRouting(woken, 'bob', T0 + 200).session).toBe(woken);
+    expect(releaseRouting(woken, 'alice', T0 + 100 + 60_000).session).toBe(woken);
+    for (const s of [fresh(), withAlice(), dormant()]) expect(releaseRouting(s, 'alice', T0 + 200).session).toBe(s);
   });
 });

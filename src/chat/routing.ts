@@ -37,6 +37,16 @@ export function wake(s: Session, lastAgentMs: number, now: number, online: (agen
   return { session: { ...rest, state: 'waiting', updatedAt: now, queuedAt: now, ...(routing === undefined ? {} : { routing }) }, events: [] };
 }
 
+/**
+ * The agent a waiting chat is routed to went offline: the chat is offered to anyone from now on, instead of
+ * waiting the rest of its routing time for nobody. Anything else is left as it is.
+ */
+export function releaseRouting(s: Session, agentId: string, now: number): Change {
+  if (s.state !== 'waiting' || s.routing === undefined || s.routing.agentId !== agentId || now >= s.routing.until) return { session: s, events: [] };
+  const { routing: _r, ...rest } = s;
+  return { session: rest, events: [] };
+}
+
 /** Can the agent take this chat: from the queue when offered, or from the own workbin. */
 export function canTake(s: Session, agentId: string, now: number): boolean {
   if (s.state === 'dormant') return s.workbin?.agentId === agentId;
