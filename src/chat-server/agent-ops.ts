@@ -209,11 +209,9 @@ export class AgentOps {
    */
   async releaseRoutedTo(agentId: string): Promise<{ released: number; failed: number }> {
     const now = this.clock.now();
+    // The chats the release would change now (it checks again in each chat's queue).
     const routed: string[] = [];
-    for (const e of this.sessions.all()) {
-      const r = e.session.routing;
-      if (e.session.state === 'waiting' && r !== undefined && r.agentId === agentId && r.until > now) routed.push(e.session.chatId);
-    }
+    for (const e of this.sessions.all()) if (releaseRouting(e.session, agentId, now).session !== e.session) routed.push(e.session.chatId);
     const results = await Promise.allSettled(
       routed.map((chatId) =>
         this.sessions.serial(chatId, async (entry) => {

@@ -67,6 +67,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   const random = deps.random ?? Math.random;
   // Presence decides where a woken chat goes (timers, client operations) and whether a transfer can go.
   const agents = new AgentDirectory(config.agents, deps.clock, deps.ids);
+  const agentOnline = (id: string): boolean => agents.isOnline(id);
   const push = new PushEngine({
     store: deps.store,
     clock: deps.clock,
@@ -123,7 +124,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
           messageClose: config.inactivity.messageClose,
         },
         lastAgentMs: config.routing.lastAgentTimeoutMs,
-        agentOnline: (id) => agents.isOnline(id),
+        agentOnline,
       },
       flexDisconnectMs: s.flexDisconnectTimeoutMs,
       flexPushMs: s.flexPushTimeoutMs,
@@ -158,7 +159,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
     push: { enabled: s.flexPushEnabled, onJoin: s.flexPushOnJoin },
     asyncServices: new Set([...config.services.values()].filter((x) => x.asyncMode).map((x) => x.name)),
     lastAgentMs: config.routing.lastAgentTimeoutMs,
-    agentOnline: (id) => agents.isOnline(id),
+    agentOnline,
     admit: (withPush) => admission.admit(withPush),
     hooks: {
       created: (session) => {
@@ -176,7 +177,7 @@ export async function buildChatNode(config: Config, deps: NodeDeps, opts: NodeOp
   const agentOps = new AgentOps(sessions, deps.clock, {
     transferMs: config.routing.lastAgentTimeoutMs,
     agentExists: (id) => config.agents.has(id),
-    agentOnline: (id) => agents.isOnline(id),
+    agentOnline,
   });
   // An agent who goes offline no longer holds the chats routed to them (woken, transferred).
   agents.onOffline((agentId) => {
